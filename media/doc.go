@@ -1,0 +1,27 @@
+// Package media moves the audio of one call: it owns the RTP side of a voice OTP call and nothing else.
+//
+// It owns:
+//
+//   - RTP port allocation ([ListenRTP]): one even UDP port per call from a configured range (RFC 3550 §11).
+//   - The SDP offer/answer model for that one audio stream (RFC 3264): [Offer.Marshal] writes our offer
+//     (PCMU, PCMA, telephone-event), [ParseAnswer] negotiates the remote answer into an [Answer].
+//   - Sending ([Sender]): one pacing goroutine per call that emits a packet every 20 ms on absolute
+//     deadlines, so the stream never drifts, with the RTP header rules of RFC 3550 §5.1 and RFC 3551 §4.1.
+//   - Receiving ([Receiver]): strict source checks, RFC 4733 telephone-event (DTMF) detection, and the
+//     RFC 3550 receiver statistics (cumulative loss, Appendix A.3; interarrival jitter, §6.4.1 and A.8).
+//
+// It does not own SIP signalling (package sip decides when a stream starts and ends and carries the SDP),
+// nor the prompts (package prompts). Frames arrive pre-encoded: a [Sender] never transcodes or resamples
+// per call, it only stamps headers onto 160-byte G.711 frames it is given, so the per-packet path allocates
+// nothing. media imports no other package of this project.
+//
+// SDP is parsed and written with github.com/pion/sdp/v3 rather than by hand: SDP from trunks arrives from
+// the network, and a parser that is maintained and fuzzed upstream is a smaller risk than a new one. RTP
+// headers are handled with github.com/pion/rtp, whose MarshalTo and Unmarshal work in caller-owned
+// buffers. G.711 coding (github.com/zaf/g711) belongs to whoever encodes the frames or decodes the audio
+// passed to [ReceiverConfig.OnAudio]; this package does not need it.
+//
+// Concurrency: a [Sender] and a [Receiver] each have one Run method, which is their only goroutine and
+// ends when its context is done. Every other method is safe to call concurrently with Run. Neither
+// closes the *net.UDPConn it is given; the caller that called [ListenRTP] closes it after Run returns.
+package media
