@@ -1,0 +1,16 @@
+// Package sip is the SIP user agent of the voice OTP server, built on
+// emiago/sipgo. It places outbound calls through an operator's trunk: INVITE
+// with an SDP offer, provisional responses, digest authentication, ACK, CANCEL
+// on ring timeout, and BYE in either direction (RFC 3261). It answers the few
+// requests a calling UA must handle: in-dialog BYE and INFO, OPTIONS, and 481
+// for anything that matches no dialog.
+//
+// It owns the SIP signalling socket and the dialogs on it. It does not own
+// media: the SDP offer is built, and the answer parsed, by package media; the
+// RTP stream is none of this package's business. It imports no other package
+// of the project.
+//
+// Each UA owns its own sipgo UserAgent, transport and transaction layers, so
+// several UAs in one process do not share state. The package never changes
+// sipgo's package-level settings (sip.T1, sip.SIPDebug, the default logger).
+package sip
