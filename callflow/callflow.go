@@ -1,0 +1,311 @@
+// Package callflow is the voice-OTP call script: one state machine per call
+// that dials through package sip, negotiates media with package media, and
+// plays prompts from package prompts.
+//
+// A call goes dial → ringing → answered → challenge → code → repeat →
+// goodbye → hang up. The challenge ("to hear your code, press 7") is a gate:
+// nothing of the code leaves before the final 200, our ACK and the right key,
+// so a voicemail box that answers and records never hears it. Every step is
+// a timestamped Event, and every call ends in exactly one Outcome within
+// bounded time (ring timeout, key timeout × tries, maximum call length).
+//
+// callflow knows nothing of HTTP, verifications or storage: it takes a
+// number and a code and returns a Result. The code is held only in memory
+// for the call and never appears in an event, a log line or an error.
+package callflow
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/voiceotp/voiceotp/media"
+	"github.com/voiceotp/voiceotp/prompts"
+	"github.com/voiceotp/voiceotp/sip"
+)
+
+// sipCall is what the script needs of an established SIP dialog; *sip.Call
+// implements it.
+type sipCall interface {
+	CallID() string
+	AnswerSDP() []byte
+	Done() <-chan struct{}
+	Hangup(ctx context.Context) error
+	HangupBy() string
+}
+
+// dialer places the INVITE; the production one wraps *sip.UA, tests use a fake.
+type dialer interface {
+	dial(ctx context.Context, req sip.DialRequest) (sipCall, error)
+}
+
+type uaDialer struct{ ua *sip.UA }
+
+func (d uaDialer) dial(ctx context.Context, req sip.DialRequest) (sipCall, error) {
+	c, err := d.ua.Dial(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Runner places calls with one SIP user agent and one prompt catalog. It is
+// safe for concurrent use: each Run is an independent call.
+type Runner struct {
+	dialer  dialer
+	catalog *prompts.Catalog
+	cfg     Config
+	mediaIP netip.Addr
+	phrases map[prompts.Encoding]*phrases // read-only after New
+	log     *slog.Logger
+	now     func() time.Time
+	digit   func() byte
+}
+
+// Option configures a Runner.
+type Option func(*Runner)
+
+// WithLogger sets the logger; the default discards. Logs carry call_id,
+// number, outcome and sip_status, never the code.
+func WithLogger(l *slog.Logger) Option { return func(r *Runner) { r.log = l } }
+
+// New returns a Runner that dials with ua and speaks from catalog.
+func New(ua *sip.UA, catalog *prompts.Catalog, cfg Config, opts ...Option) (*Runner, error) {
+	if ua == nil || catalog == nil {
+		return nil, errors.New("callflow: a SIP user agent and a prompt catalog are required")
+	}
+	ip := cfg.MediaIP
+	if !ip.IsValid() {
+		ip = ua.LocalAddr().Addr()
+	}
+	return newRunner(uaDialer{ua}, catalog, cfg, ip, opts...)
+}
+
+func newRunner(d dialer, catalog *prompts.Catalog, cfg Config, mediaIP netip.Addr, opts ...Option) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !mediaIP.IsValid() || mediaIP.IsUnspecified() {
+		return nil, errors.New("callflow: media IP must be a concrete address to announce in SDP; set MediaIP")
+	}
+	r := &Runner{
+		dialer:  d,
+		catalog: catalog,
+		cfg:     cfg.withDefaults(),
+		mediaIP: mediaIP.Unmap(),
+		log:     slog.New(slog.DiscardHandler),
+		now:     time.Now,
+		digit:   randomDigit,
+	}
+	r.phrases = map[prompts.Encoding]*phrases{}
+	for _, enc := range []prompts.Encoding{prompts.ULaw, prompts.ALaw} {
+		p, err := buildPhrases(catalog, enc)
+		if err != nil {
+			return nil, err
+		}
+		r.phrases[enc] = p
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r, nil
+}
+
+func randomDigit() byte {
+	n, err := rand.Int(rand.Reader, big.NewInt(10))
+	if err != nil {
+		// crypto/rand does not fail on Linux; a fixed digit still gates.
+		return '5'
+	}
+	return byte('0' + n.Int64())
+}
+
+// Request is one call to place.
+type Request struct {
+	// Trunk is where the INVITE goes.
+	Trunk sip.Trunk
+	// Number is the callee in E.164 ("+15551234567"); validated again here.
+	Number string
+	// Code is the one-time code, 4 to 10 digits. It is spoken only after the gate.
+	Code string
+}
+
+// Run places one call and returns its full account. It blocks until the
+// call has ended: at most RingTimeout (plus a bounded CANCEL) before the
+// answer, and MaxCallDuration (plus a bounded BYE) after it. Cancelling ctx
+// cancels a ringing call or hangs up an answered one; the outcome is then
+// Canceled unless the code had already been heard.
+//
+// onEvent, if not nil, is called for each event as it happens, serially.
+// It must not block for long: the call waits for it.
+func (r *Runner) Run(ctx context.Context, req Request, onEvent func(Event)) *Result {
+	c := &callState{r: r, onEvent: onEvent, res: &Result{Number: req.Number, Events: []Event{}}}
+	c.place(ctx, req)
+	c.res.EndedAt = r.now()
+	r.log.LogAttrs(ctx, slog.LevelInfo, "call ended",
+		slog.String("call_id", c.res.CallID),
+		slog.String("to", req.Number),
+		slog.String("outcome", string(c.res.Outcome)),
+		slog.Int("sip_status", c.res.SIPStatus),
+		slog.String("hangup_by", c.res.HangupBy),
+		slog.String("hangup_cause", c.res.HangupCause),
+		slog.Int("code_plays", c.res.CodePlays))
+	return c.res
+}
+
+// callState is owned by the goroutine running Run, except emit, which
+// sip's progress callback may call too.
+type callState struct {
+	r       *Runner
+	onEvent func(Event)
+	mu      sync.Mutex // guards res.Events, res.RingingAt and onEvent calls
+	res     *Result
+}
+
+func (c *callState) emit(e Event) {
+	if e.At.IsZero() {
+		e.At = c.r.now()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.res.Events = append(c.res.Events, e)
+	if c.onEvent != nil {
+		c.onEvent(e)
+	}
+}
+
+func (c *callState) end(o Outcome, by, cause string, err error) {
+	c.res.Outcome = o
+	c.res.HangupBy = by
+	c.res.HangupCause = cause
+	if err != nil {
+		c.res.Error = err.Error()
+	}
+	if by != "" || cause != "" {
+		c.emit(Event{Type: EventHangup, By: by, Cause: cause, SIPStatus: c.res.SIPStatus, Reason: c.res.SIPReason})
+	}
+}
+
+func validateCode(code string) error {
+	if len(code) < 4 || len(code) > 10 {
+		return fmt.Errorf("callflow: code must have 4 to 10 digits, got %d characters", len(code))
+	}
+	for i := 0; i < len(code); i++ {
+		if code[i] < '0' || code[i] > '9' {
+			return errors.New("callflow: code must contain only digits 0-9")
+		}
+	}
+	return nil
+}
+
+// place runs the call up to the hangup and fills c.res.
+func (c *callState) place(ctx context.Context, req Request) {
+	r := c.r
+	if err := sip.ValidateE164(req.Number); err != nil {
+		c.end(InvalidNumber, "", CauseInvalid, err)
+		return
+	}
+	if err := validateCode(req.Code); err != nil {
+		c.end(Failed, "", CauseInvalid, err)
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		c.end(Canceled, "", CauseCanceled, err)
+		return
+	}
+	conn, err := media.ListenRTP(r.mediaIP, r.cfg.Ports)
+	if err != nil {
+		c.end(Failed, "", CauseMediaError, err)
+		return
+	}
+	defer conn.Close()
+	local, _ := netip.ParseAddrPort(conn.LocalAddr().String())
+	offer := media.Offer{Addr: netip.AddrPortFrom(r.mediaIP, local.Port())}
+	offerSDP, err := offer.Marshal()
+	if err != nil {
+		c.end(Failed, "", CauseMediaError, err)
+		return
+	}
+
+	c.emit(Event{Type: EventDialing})
+	c.res.DialedAt = r.now()
+	call, err := r.dialer.dial(ctx, sip.DialRequest{
+		Trunk:       req.Trunk,
+		Number:      req.Number,
+		Offer:       offerSDP,
+		RingTimeout: r.cfg.RingTimeout,
+		OnProgress: func(p sip.Progress) {
+			at := p.At
+			if at.IsZero() {
+				at = r.now()
+			}
+			c.mu.Lock()
+			if c.res.RingingAt.IsZero() && p.Status > 100 {
+				c.res.RingingAt = at
+			}
+			c.mu.Unlock()
+			c.emit(Event{Type: EventProvisional, At: at, SIPStatus: p.Status, Reason: p.Reason})
+		},
+	})
+	if err != nil {
+		c.dialFailed(ctx, err)
+		return
+	}
+	c.res.AnsweredAt = r.now()
+	c.res.SIPStatus = 200
+	c.res.SIPReason = "OK"
+	c.res.CallID = call.CallID()
+
+	ans, err := media.ParseAnswer(offer, call.AnswerSDP())
+	if err != nil {
+		c.emit(Event{Type: EventAnswered, SIPStatus: 200, Reason: "unusable SDP answer"})
+		c.hangup(call)
+		c.end(Failed, ByLocal, CauseBadSDP, err)
+		return
+	}
+	c.emit(Event{Type: EventAnswered, SIPStatus: 200,
+		Reason: fmt.Sprintf("%s to %s", ans.Codec.Name, ans.Addr)})
+	c.talk(ctx, req.Code, call, conn, offer, ans)
+}
+
+func (c *callState) dialFailed(ctx context.Context, err error) {
+	o := outcomeForDialError(ctx, err)
+	by, cause := ByRemote, CauseSIPFinal
+	var se *sip.Error
+	if errors.As(err, &se) {
+		c.res.SIPStatus = se.Status
+		c.res.SIPReason = se.Reason
+		if se.Canceled {
+			by, cause = ByLocal, CauseRingTimeout
+		}
+	}
+	switch {
+	case o == Canceled:
+		by, cause = ByLocal, CauseCanceled
+	case o == Unreachable && c.res.SIPStatus == 0:
+		by = ""
+	}
+	c.end(o, by, cause, err)
+}
+
+// hangup sends BYE unless the callee already did, bounded in time.
+func (c *callState) hangup(call sipCall) {
+	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := call.Hangup(hctx); err != nil {
+		c.r.log.Warn("bye failed", slog.String("call_id", call.CallID()), slog.String("error", err.Error()))
+	}
+}
+
+func encodingFor(codec media.Codec) prompts.Encoding {
+	if codec.PayloadType == media.PCMA.PayloadType {
+		return prompts.ALaw
+	}
+	return prompts.ULaw
+}

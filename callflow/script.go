@@ -1,0 +1,352 @@
+package callflow
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/voiceotp/voiceotp/media"
+	"github.com/voiceotp/voiceotp/prompts"
+)
+
+// script is the answered part of one call: the gate, the code, the repeats
+// and the goodbye. It runs on the call's owner goroutine; the sender and
+// receiver each run on one goroutine of their own, ended by stopMedia.
+type script struct {
+	*callState
+	call     sipCall
+	sender   *media.Sender
+	receiver *media.Receiver
+	enc      prompts.Encoding
+	phrases  *phrases
+	mediaErr chan error
+}
+
+// wake says why script.wait returned.
+type wake int
+
+const (
+	wakeDigit   wake = iota // a digit arrived
+	wakePlayed              // the utterance finished playing
+	wakeTimeout             // the timer fired
+	wakeHangup              // the callee sent BYE
+	wakeCtx                 // the call's context ended (max duration or cancel)
+	wakeMedia               // RTP inactivity or a socket error
+)
+
+type waited struct {
+	wake  wake
+	digit media.Digit
+	err   error
+}
+
+// wait blocks until the first of: a digit, played closing (if not nil),
+// timer firing (if not nil), the remote hangup, ctx, or a media failure.
+func (s *script) wait(ctx context.Context, played <-chan struct{}, timer <-chan time.Time) waited {
+	select {
+	case d := <-s.receiver.Digits():
+		return waited{wake: wakeDigit, digit: d}
+	case <-played:
+		return waited{wake: wakePlayed}
+	case <-timer:
+		return waited{wake: wakeTimeout}
+	case <-s.call.Done():
+		return waited{wake: wakeHangup}
+	case <-ctx.Done():
+		return waited{wake: wakeCtx, err: ctx.Err()}
+	case err := <-s.mediaErr:
+		return waited{wake: wakeMedia, err: err}
+	}
+}
+
+// talk runs media for an answered call and ends it.
+func (c *callState) talk(ctx context.Context, code string, call sipCall, conn *net.UDPConn, offer media.Offer, ans media.Answer) {
+	r := c.r
+	enc := encodingFor(ans.Codec)
+	dtmfPTs := []uint8{offer.DTMFPayloadType}
+	if offer.DTMFPayloadType == 0 {
+		dtmfPTs[0] = 101
+	}
+	if ans.HasDTMF && ans.DTMFPayloadType != dtmfPTs[0] {
+		dtmfPTs = append(dtmfPTs, ans.DTMFPayloadType)
+	}
+	s := &script{
+		callState: c,
+		call:      call,
+		enc:       enc,
+		phrases:   r.phrases[enc],
+		sender: media.NewSender(conn, ans.Addr, media.SenderConfig{
+			PayloadType: ans.Codec.PayloadType,
+			Silence:     r.catalog.SilenceFrame(enc),
+		}),
+		receiver: media.NewReceiver(conn, media.ReceiverConfig{
+			Remote:            ans.Addr,
+			DTMFPayloadTypes:  dtmfPTs,
+			InactivityTimeout: r.cfg.RTPTimeout,
+		}),
+		mediaErr: make(chan error, 2),
+	}
+
+	mediaCtx, stopMedia := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context) error{s.sender.Run, s.receiver.Run} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(mediaCtx); err != nil && mediaCtx.Err() == nil {
+				s.mediaErr <- err
+			}
+		}()
+	}
+
+	talkCtx, cancel := context.WithTimeout(ctx, r.cfg.MaxCallDuration)
+	outcome, by, cause, err := s.run(talkCtx, ctx, code)
+	cancel()
+	if by == ByLocal {
+		c.hangup(call)
+	}
+	stopMedia()
+	wg.Wait()
+
+	st, rs := s.sender.Stats(), s.receiver.Stats()
+	c.res.Media = &MediaReport{
+		Codec:           ans.Codec.Name,
+		RemoteAddr:      ans.Addr.String(),
+		LocalAddr:       conn.LocalAddr().String(),
+		DTMFPayloadType: ans.DTMFPayloadType,
+		PacketsSent:     st.Packets,
+		BytesSent:       st.Bytes,
+		LatePackets:     st.Late,
+		PacketsRecv:     rs.Packets,
+		BytesRecv:       rs.Bytes,
+		PacketsLost:     rs.Lost,
+		JitterMS:        float64(rs.Jitter) / float64(time.Millisecond),
+		DroppedSource:   rs.Dropped,
+		Malformed:       rs.Malformed,
+	}
+	c.end(outcome, by, cause, err)
+}
+
+// run is the state machine after the answer. talkCtx bounds the call
+// length; parent tells a cancel from the maximum duration.
+func (s *script) run(talkCtx, parent context.Context, code string) (Outcome, string, string, error) {
+	if o, by, cause, err, ok := s.gate(talkCtx, parent); !ok {
+		return o, by, cause, err
+	}
+	return s.speak(talkCtx, parent, code)
+}
+
+// interrupted maps a wake that ends the script to its outcome. heard says
+// whether the code was already played in full once.
+func (s *script) interrupted(w waited, parent context.Context, heard bool) (Outcome, string, string, error) {
+	switch w.wake {
+	case wakeHangup:
+		if heard {
+			return Delivered, ByRemote, CauseRemoteBye, nil
+		}
+		return Abandoned, ByRemote, CauseRemoteBye, nil
+	case wakeMedia:
+		cause := CauseMediaError
+		if errors.Is(w.err, media.ErrInactive) {
+			cause = CauseRTPTimeout
+		}
+		if heard {
+			return Delivered, ByLocal, cause, nil
+		}
+		return Failed, ByLocal, cause, w.err
+	default: // wakeCtx
+		if heard {
+			return Delivered, ByLocal, CauseMaxDuration, nil
+		}
+		if parent.Err() != nil {
+			return Canceled, ByLocal, CauseCanceled, parent.Err()
+		}
+		return Failed, ByLocal, CauseMaxDuration, errors.New("callflow: maximum call duration reached before the code was played")
+	}
+}
+
+// gate plays the challenge up to Tries times and waits for the key.
+// ok is true when the right key came; otherwise the outcome is returned.
+func (s *script) gate(ctx, parent context.Context) (o Outcome, by, cause string, err error, ok bool) {
+	r := s.r
+	ch := r.cfg.Challenge
+	want := ch.Digit
+	if ch.Mode == ChallengeRandom {
+		want = r.digit()
+	}
+	asked := ""
+	if ch.Mode != ChallengeAny {
+		asked = string(want)
+		s.res.ChallengeDigit = asked
+	}
+	// In any-key mode the prompt asks for 1, which is clear, and accepts any key.
+	challenge := s.phrases.challenge[1]
+	if ch.Mode != ChallengeAny {
+		challenge = s.phrases.challenge[want-'0']
+	}
+
+	var lead [][]byte // said before the challenge on a re-try
+	for try := 1; try <= r.cfg.Tries; try++ {
+		frames := challenge
+		if lead != nil {
+			frames = join(lead, challenge)
+		}
+		start := r.now()
+		s.emit(Event{Type: EventChallenge, At: start, N: try, Digit: asked})
+		played := s.sender.Play(frames)
+		var timer *time.Timer
+		var fire <-chan time.Time
+	wait:
+		for {
+			w := s.wait(ctx, played, fire)
+			switch w.wake {
+			case wakePlayed:
+				played = nil
+				timer = time.NewTimer(r.cfg.KeyTimeout)
+				fire = timer.C
+			case wakeTimeout:
+				s.emit(Event{Type: EventNoKey, N: try})
+				lead = s.phrases.noKey
+				break wait
+			case wakeDigit:
+				d := w.digit
+				if d.At.Before(start) {
+					s.emit(Event{Type: EventDigit, At: d.At, Digit: string(d.Digit), Accepted: ptr(false), Reason: "before challenge"})
+					continue
+				}
+				if ch.Mode == ChallengeAny || d.Digit == want {
+					s.sender.Stop() // barge-in
+					stopTimer(timer)
+					s.emit(Event{Type: EventDigit, At: d.At, Digit: string(d.Digit), Accepted: ptr(true)})
+					s.res.ChallengeDigitOK = true
+					s.res.GatePassedAt = r.now()
+					s.emit(Event{Type: EventGatePassed, At: s.res.GatePassedAt})
+					return "", "", "", nil, true
+				}
+				s.sender.Stop()
+				s.emit(Event{Type: EventDigit, At: d.At, Digit: string(d.Digit), Accepted: ptr(false), Reason: "wrong key"})
+				lead = s.phrases.wrongKey
+				break wait
+			default:
+				stopTimer(timer)
+				o, by, cause, err := s.interrupted(w, parent, false)
+				return o, by, cause, err, false
+			}
+		}
+		stopTimer(timer)
+	}
+	// No right key: say so and leave; the code was never sent.
+	if w, done := s.playThrough(ctx, s.phrases.noKeyBye); !done {
+		o, by, cause, err := s.interrupted(w, parent, false)
+		return o, by, cause, err, false
+	}
+	return NoInput, ByLocal, CauseNoInput, nil, false
+}
+
+// speak plays the code CodePlays times, offers repeats, and says goodbye.
+func (s *script) speak(ctx, parent context.Context, code string) (Outcome, string, string, error) {
+	r := s.r
+	// The code's frames exist only from here on: after 200, ACK and the key.
+	digits, err := r.catalog.Code(s.enc, code, r.cfg.Code)
+	if err != nil {
+		return Failed, ByLocal, CauseMediaError, err
+	}
+	play := func(intro [][]byte) (waited, bool) {
+		w, done := s.playThrough(ctx, join(intro, digits))
+		if done {
+			s.res.CodePlays++
+			s.emit(Event{Type: EventCodePlayed, N: s.res.CodePlays})
+		}
+		return w, done
+	}
+	for n := 1; n <= r.cfg.CodePlays; n++ {
+		intro := s.phrases.codeIs
+		if n > 1 {
+			intro = s.phrases.again
+		}
+		if w, done := play(intro); !done {
+			return s.interrupted(w, parent, s.res.CodePlays > 0)
+		}
+	}
+	for repeats := 0; repeats < r.cfg.MaxRepeats; {
+		w, again := s.offerRepeat(ctx)
+		if w.wake != wakeTimeout && w.wake != wakeDigit {
+			return s.interrupted(w, parent, true)
+		}
+		if !again {
+			break
+		}
+		repeats++
+		s.emit(Event{Type: EventRepeatAsked, N: repeats})
+		if w, done := play(s.phrases.codeIs); !done {
+			return s.interrupted(w, parent, true)
+		}
+	}
+	if w, done := s.playThrough(ctx, s.phrases.goodbye); !done {
+		return s.interrupted(w, parent, true)
+	}
+	return Delivered, ByLocal, CauseCompleted, nil
+}
+
+// offerRepeat says "press 1 to hear it again" and waits RepeatWait after it
+// for a 1. It returns again=true on a 1 (w.wake == wakeDigit), false on the
+// timeout (w.wake == wakeTimeout); any other wake ends the call.
+func (s *script) offerRepeat(ctx context.Context) (w waited, again bool) {
+	r := s.r
+	start := r.now()
+	played := s.sender.Play(s.phrases.repeat)
+	var timer *time.Timer
+	var fire <-chan time.Time
+	defer func() { stopTimer(timer) }()
+	for {
+		w = s.wait(ctx, played, fire)
+		switch w.wake {
+		case wakePlayed:
+			played = nil
+			timer = time.NewTimer(r.cfg.RepeatWait)
+			fire = timer.C
+		case wakeDigit:
+			ok := w.digit.Digit == '1' && !w.digit.At.Before(start)
+			e := Event{Type: EventDigit, At: w.digit.At, Digit: string(w.digit.Digit), Accepted: ptr(ok)}
+			if !ok {
+				e.Reason = "not a repeat request"
+				s.emit(e)
+				continue
+			}
+			s.emit(e)
+			s.sender.Stop()
+			return w, true
+		default:
+			return w, false
+		}
+	}
+}
+
+// playThrough plays frames to the end. Digits that arrive meanwhile are
+// recorded and otherwise ignored. done is false when something ended the
+// call first; w says what.
+func (s *script) playThrough(ctx context.Context, frames [][]byte) (w waited, done bool) {
+	played := s.sender.Play(frames)
+	for {
+		w = s.wait(ctx, played, nil)
+		switch w.wake {
+		case wakePlayed:
+			return w, true
+		case wakeDigit:
+			s.emit(Event{Type: EventDigit, At: w.digit.At, Digit: string(w.digit.Digit), Accepted: ptr(false), Reason: "ignored while speaking"})
+		default:
+			s.sender.Stop()
+			return w, false
+		}
+	}
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

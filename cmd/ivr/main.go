@@ -1,0 +1,62 @@
+// Command ivr is the voice OTP server and its tools. It only wires the
+// packages together: the call script is in callflow, SIP in sip, RTP in
+// media, the recordings in prompts.
+//
+//	ivr call --trunk sip:127.0.0.1:5080 --code 482913 +15551234567
+//	ivr version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// errUsage means the command line was wrong; main exits 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "call":
+		return cmdCall(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "ivr", version)
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "ivr: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `ivr: deliver one-time codes by phone call.
+
+Commands:
+  call      place one voice-OTP call through a SIP trunk and print its timeline
+  version   print the version
+
+Run "ivr <command> --help" for the flags of a command.
+`)
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The project's test command (the README's second command; .ci/run calls it).
+# It installs the real peers the tests need, then runs every test. On a
+# fresh Debian machine with Go installed:
+#
+#     ./scripts/test.sh
+#
+# Peers: SIPp (Debian package sip-tester) as the callee of the call tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+need=()
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+export CI="${CI:-true}" # a missing peer fails the suite instead of skipping it
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
+go vet ./...
+# The packages with goroutines per call run under the race detector.
+go test -race -count=1 -timeout 10m ./sip/... ./media/... ./callflow/...
+go test -count=1 -timeout 10m ./...
