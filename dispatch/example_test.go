@@ -1,0 +1,65 @@
+package dispatch_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/voiceotp/voiceotp/callflow"
+	"github.com/voiceotp/voiceotp/dispatch"
+)
+
+// phone stands in for *callflow.Runner: every call is answered and delivered.
+type phone struct{}
+
+func (phone) Run(_ context.Context, req callflow.Request, onEvent func(callflow.Event)) *callflow.Result {
+	onEvent(callflow.Event{Type: callflow.EventDialing})
+	onEvent(callflow.Event{Type: callflow.EventAnswered, SIPStatus: 200})
+	return &callflow.Result{Outcome: callflow.Delivered, Number: req.Number, SIPStatus: 200}
+}
+
+// verifications stands in for the api: VE2 expired while its job waited.
+type verifications struct{ reported chan string }
+
+func (v verifications) Prepare(_ context.Context, j dispatch.Job) (callflow.Request, error) {
+	if j.VerificationID == "VE2" {
+		return callflow.Request{}, fmt.Errorf("verification %s expired: %w", j.VerificationID, dispatch.ErrSkip)
+	}
+	return callflow.Request{Number: j.To, Code: "482913"}, nil
+}
+
+func (v verifications) Event(j dispatch.Job, e callflow.Event) {
+	fmt.Println(j.CallID, "event", e.Type)
+}
+
+func (v verifications) Finish(j dispatch.Job, r *callflow.Result) {
+	v.reported <- fmt.Sprint(j.CallID, " finished: ", r.Outcome)
+}
+
+func (v verifications) Skipped(j dispatch.Job, err error) {
+	v.reported <- fmt.Sprint(j.CallID, " skipped: ", err)
+}
+
+func ExampleMemory() {
+	h := verifications{reported: make(chan string)}
+	q := dispatch.NewMemory(phone{}, h, dispatch.Config{MaxConcurrent: 1, CPS: 1000})
+	ctx, stop := context.WithCancel(context.Background())
+	stopped := make(chan error)
+	go func() { stopped <- q.Run(ctx) }()
+
+	_ = q.Enqueue(ctx, dispatch.Job{VerificationID: "VE1", CallID: "CA1", To: "+15551230001", Attempt: 1})
+	_ = q.Enqueue(ctx, dispatch.Job{VerificationID: "VE2", CallID: "CA2", To: "+15551230002", Attempt: 1})
+	fmt.Println(<-h.reported)
+	fmt.Println(<-h.reported)
+
+	stop()
+	fmt.Println("run:", <-stopped)
+	st := q.Stats()
+	fmt.Println("dialled", st.Dialled, "skipped", st.Skipped)
+	// Output:
+	// CA1 event dialing
+	// CA1 event answered
+	// CA1 finished: delivered
+	// CA2 skipped: verification VE2 expired: dispatch: job skipped
+	// run: <nil>
+	// dialled 1 skipped 1
+}
