@@ -343,4 +343,3 @@ func (s *Server) domainError(w http.ResponseWriter, err error, v *otp.Verificati
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the verification store is unavailable")
 	}
 }
-
