@@ -4,9 +4,12 @@
 //
 //   - RTP port allocation ([ListenRTP]): one even UDP port per call from a configured range (RFC 3550 §11).
 //   - The SDP offer/answer model for that one audio stream (RFC 3264): [Offer.Marshal] writes our offer
-//     (PCMU, PCMA, telephone-event), [ParseAnswer] negotiates the remote answer into an [Answer].
+//     (PCMU, PCMA, telephone-event), [ParseAnswer] negotiates the remote answer into an [Answer]. For the
+//     answering side (the load tester's virtual phones), [ParseOffer] reads a remote offer,
+//     [RemoteOffer.Negotiate] picks the codec and [MarshalAnswer] writes the answer.
 //   - Sending ([Sender]): one pacing goroutine per call that emits a packet every 20 ms on absolute
-//     deadlines, so the stream never drifts, with the RTP header rules of RFC 3550 §5.1 and RFC 3551 §4.1.
+//     deadlines, so the stream never drifts, with the RTP header rules of RFC 3550 §5.1 and RFC 3551 §4.1,
+//     and key presses as RFC 4733 telephone-events in the same stream ([Sender.PlayDigit]).
 //   - Receiving ([Receiver]): strict source checks, RFC 4733 telephone-event (DTMF) detection, and the
 //     RFC 3550 receiver statistics (cumulative loss, Appendix A.3; interarrival jitter, §6.4.1 and A.8).
 //

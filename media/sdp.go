@@ -95,29 +95,40 @@ func (o Offer) Marshal() ([]byte, error) {
 	if dtmf < 96 || dtmf > 127 {
 		return nil, fmt.Errorf("%w: telephone-event payload type %d is not dynamic (96-127)", ErrBadOffer, dtmf)
 	}
+	return marshalAudio(ip, o.Addr.Port(), codecs, dtmf, true, o.SessionID, ErrBadOffer)
+}
+
+// marshalAudio writes a session of one audio stream (RFC 4566): the codecs in order, telephone-event on
+// dtmf when withDTMF (events 0-16, RFC 4733 §2.4.1), a=ptime:20 and a=sendrecv. A zero id draws a
+// random one. Errors wrap errKind.
+func marshalAudio(ip netip.Addr, port uint16, codecs []Codec, dtmf uint8, withDTMF bool, id uint64, errKind error) ([]byte, error) {
 	var used [128]bool
-	used[dtmf] = true
+	if withDTMF {
+		used[dtmf] = true
+	}
 	formats := make([]string, 0, len(codecs)+1)
 	attrs := make([]sdp.Attribute, 0, len(codecs)+4)
 	for _, c := range codecs {
 		if c.PayloadType > 127 || used[c.PayloadType] || c.Name == "" || c.ClockRate == 0 {
-			return nil, fmt.Errorf("%w: codec %q payload type %d clock rate %d", ErrBadOffer, c.Name, c.PayloadType, c.ClockRate)
+			return nil, fmt.Errorf("%w: codec %q payload type %d clock rate %d", errKind, c.Name, c.PayloadType, c.ClockRate)
 		}
 		used[c.PayloadType] = true
 		pt := strconv.Itoa(int(c.PayloadType))
 		formats = append(formats, pt)
 		attrs = append(attrs, sdp.NewAttribute("rtpmap", pt+" "+c.Name+"/"+strconv.FormatUint(uint64(c.ClockRate), 10)))
 	}
-	dpt := strconv.Itoa(int(dtmf))
-	formats = append(formats, dpt)
+	if withDTMF {
+		dpt := strconv.Itoa(int(dtmf))
+		formats = append(formats, dpt)
+		attrs = append(attrs,
+			sdp.NewAttribute("rtpmap", dpt+" telephone-event/8000"),
+			sdp.NewAttribute("fmtp", dpt+" 0-16"))
+	}
 	attrs = append(attrs,
-		sdp.NewAttribute("rtpmap", dpt+" telephone-event/8000"),
-		sdp.NewAttribute("fmtp", dpt+" 0-16"),
 		sdp.NewAttribute("ptime", strconv.Itoa(int(DefaultPtime/time.Millisecond))),
 		sdp.NewPropertyAttribute("sendrecv"),
 	)
 
-	id := o.SessionID
 	if id == 0 {
 		// RFC 4566 §5.2 only asks for uniqueness; staying below 2^63 keeps peers that parse it as a
 		// signed 64-bit integer happy.
@@ -146,7 +157,7 @@ func (o Offer) Marshal() ([]byte, error) {
 		MediaDescriptions: []*sdp.MediaDescription{{
 			MediaName: sdp.MediaName{
 				Media:   "audio",
-				Port:    sdp.RangedPort{Value: int(o.Addr.Port())},
+				Port:    sdp.RangedPort{Value: int(port)},
 				Protos:  []string{"RTP", "AVP"},
 				Formats: formats,
 			},
@@ -181,15 +192,36 @@ type Answer struct {
 // a=rtpmap, by an equal static payload type (below 96, RFC 3551 §6). An unparsable a=ptime is ignored.
 // ParseAnswer never panics, whatever body it is given.
 func ParseAnswer(offer Offer, body []byte) (Answer, error) {
+	md, addr, ptime, err := parseAudio(body)
+	if err != nil {
+		return Answer{}, err
+	}
+	codec, dtmf, hasDTMF, ok := negotiate(offer.codecs(), md)
+	if !ok {
+		return Answer{}, fmt.Errorf("%w: answer formats %v", ErrNoCommonCodec, md.MediaName.Formats)
+	}
+	return Answer{
+		Addr:            addr,
+		Codec:           codec,
+		DTMFPayloadType: dtmf,
+		HasDTMF:         hasDTMF,
+		Ptime:           ptime,
+	}, nil
+}
+
+// parseAudio parses an SDP body and returns its first m=audio stream, the stream's RTP address and its
+// a=ptime (DefaultPtime when absent or unparsable), with the checks documented on ParseAnswer. Every
+// error wraps ErrBadSDP; a port of 0 returns ErrStreamRejected.
+func parseAudio(body []byte) (*sdp.MediaDescription, netip.AddrPort, time.Duration, error) {
 	if len(body) == 0 {
-		return Answer{}, fmt.Errorf("%w: empty body", ErrBadSDP)
+		return nil, netip.AddrPort{}, 0, fmt.Errorf("%w: empty body", ErrBadSDP)
 	}
 	if len(body) > maxSDPSize {
-		return Answer{}, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrBadSDP, len(body), maxSDPSize)
+		return nil, netip.AddrPort{}, 0, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrBadSDP, len(body), maxSDPSize)
 	}
 	var desc sdp.SessionDescription
 	if err := unmarshalSDP(&desc, body); err != nil {
-		return Answer{}, fmt.Errorf("%w: %w", ErrBadSDP, err)
+		return nil, netip.AddrPort{}, 0, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 
 	var md *sdp.MediaDescription
@@ -200,17 +232,17 @@ func ParseAnswer(offer Offer, body []byte) (Answer, error) {
 		}
 	}
 	if md == nil {
-		return Answer{}, fmt.Errorf("%w: no m=audio line", ErrBadSDP)
+		return nil, netip.AddrPort{}, 0, fmt.Errorf("%w: no m=audio line", ErrBadSDP)
 	}
 	port := md.MediaName.Port.Value
 	if port == 0 {
-		return Answer{}, ErrStreamRejected
+		return nil, netip.AddrPort{}, 0, ErrStreamRejected
 	}
 	if port < 0 || port > 65535 {
-		return Answer{}, fmt.Errorf("%w: m=audio port %d", ErrBadSDP, port)
+		return nil, netip.AddrPort{}, 0, fmt.Errorf("%w: m=audio port %d", ErrBadSDP, port)
 	}
 	if proto := strings.Join(md.MediaName.Protos, "/"); !strings.EqualFold(proto, "RTP/AVP") {
-		return Answer{}, fmt.Errorf("%w: m=audio transport %q, want RTP/AVP", ErrBadSDP, proto)
+		return nil, netip.AddrPort{}, 0, fmt.Errorf("%w: m=audio transport %q, want RTP/AVP", ErrBadSDP, proto)
 	}
 
 	ci := md.ConnectionInformation
@@ -219,29 +251,19 @@ func ParseAnswer(offer Offer, body []byte) (Answer, error) {
 	}
 	ip, err := connectionAddr(ci)
 	if err != nil {
-		return Answer{}, err
+		return nil, netip.AddrPort{}, 0, err
 	}
-	codec, dtmf, hasDTMF, ok := negotiate(offer.codecs(), md)
-	if !ok {
-		return Answer{}, fmt.Errorf("%w: answer formats %v", ErrNoCommonCodec, md.MediaName.Formats)
-	}
-	ans := Answer{
-		Addr:            netip.AddrPortFrom(ip, uint16(port)),
-		Codec:           codec,
-		DTMFPayloadType: dtmf,
-		HasDTMF:         hasDTMF,
-		Ptime:           DefaultPtime,
-	}
+	ptime := DefaultPtime
 	v, ok := md.Attribute("ptime")
 	if !ok {
 		v, ok = desc.Attribute("ptime")
 	}
 	if ok {
 		if ms, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && ms > 0 && ms <= 1000 {
-			ans.Ptime = time.Duration(ms) * time.Millisecond
+			ptime = time.Duration(ms) * time.Millisecond
 		}
 	}
-	return ans, nil
+	return md, netip.AddrPortFrom(ip, uint16(port)), ptime, nil
 }
 
 // unmarshalSDP runs the pion parser, turning a panic in it into an error: the body comes from the

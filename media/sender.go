@@ -50,6 +50,10 @@ type SenderConfig struct {
 	Silence []byte
 	// Clock paces the stream. Nil means the real clock.
 	Clock Clock
+	// DTMFPayloadType is the telephone-event payload type (RFC 4733) that PlayDigit sends on: the
+	// number the peer's SDP gave it ([Answer.DTMFPayloadType]), 96-127 in practice. Zero means the
+	// stream carries no events and PlayDigit refuses every digit.
+	DTMFPayloadType uint8
 }
 
 // SendStats are a Sender's counters since it was created.
@@ -60,7 +64,9 @@ type SendStats struct {
 	MaxLateness  time.Duration // the largest lateness of any packet written
 	Skipped      uint64        // 20 ms slots skipped because Run fell more than 200 ms behind
 	FramesPlayed uint64        // frames from Play written (silence excluded)
-	Rejected     uint64        // utterances refused by Play because a frame was not FrameSize bytes
+	Rejected     uint64        // utterances refused by Play because a frame was not FrameSize bytes, and digits refused by PlayDigit
+	EventPackets uint64        // RFC 4733 telephone-event packets written
+	Digits       uint64        // key presses sent in full by PlayDigit
 }
 
 // utterance is one Play call: frames go out in order, done is closed after the last one.
@@ -88,10 +94,11 @@ type Sender struct {
 	sentAny bool // a packet has been written: later packets carry the marker only after a gap
 	gap     bool // a slot passed without a packet, or slots were skipped
 
-	mu    sync.Mutex // guards queue, ended and stats
-	queue []*utterance
-	ended bool // Run has returned: Play drops at once
-	stats SendStats
+	mu     sync.Mutex // guards queue, events, ended and stats
+	queue  []*utterance
+	events []*dtmfEvent // key presses waiting or being sent; the head is sent first
+	ended  bool         // Run has returned: Play and PlayDigit drop at once
+	stats  SendStats
 }
 
 // NewSender returns a Sender of 20 ms frames to dst over conn. The caller owns conn: the Sender writes to
@@ -181,16 +188,34 @@ func (s *Sender) Run(ctx context.Context) error {
 // sendSlot writes the packet of one 20 ms slot, if there is anything to write. late is how long after
 // the slot's deadline it is written. It allocates nothing.
 func (s *Sender) sendSlot(slot uint64, late time.Duration) error {
+	var (
+		payload []byte
+		done    chan struct{}
+		played  bool
+		event   bool
+	)
 	s.mu.Lock()
-	payload, done, played := s.nextFrame()
+	if len(s.events) > 0 {
+		payload, done = s.nextEvent(slot)
+		event = true
+	} else {
+		payload, done, played = s.nextFrame()
+	}
 	s.mu.Unlock()
 	if payload == nil {
 		s.gap = true
 		return nil
 	}
 
-	s.hdr.Marker = !s.sentAny || s.gap
-	s.hdr.Timestamp = s.ts0 + uint32(slot)*samplesPerFrame
+	if event {
+		// Every packet of one event carries the event's start timestamp (RFC 4733 §2.5.1.2), and
+		// the marker bit only on the first (§2.5.1.1), set by nextEvent.
+		s.hdr.PayloadType = s.cfg.DTMFPayloadType
+	} else {
+		s.hdr.PayloadType = s.cfg.PayloadType
+		s.hdr.Marker = !s.sentAny || s.gap
+		s.hdr.Timestamp = s.ts0 + uint32(slot)*samplesPerFrame
+	}
 	n, err := s.hdr.MarshalTo(s.buf[:])
 	if err == nil {
 		n += copy(s.buf[n:], payload)
@@ -210,6 +235,12 @@ func (s *Sender) sendSlot(slot uint64, late time.Duration) error {
 	s.stats.Bytes += uint64(n)
 	if played {
 		s.stats.FramesPlayed++
+	}
+	if event {
+		s.stats.EventPackets++
+		if done != nil {
+			s.stats.Digits++
+		}
 	}
 	if late > lateThreshold {
 		s.stats.Late++
@@ -294,6 +325,11 @@ func (s *Sender) end() {
 	defer s.mu.Unlock()
 	s.ended = true
 	s.dropLocked()
+	for i, e := range s.events {
+		close(e.done)
+		s.events[i] = nil
+	}
+	s.events = s.events[:0]
 }
 
 // Stats returns a snapshot of the counters. Safe for concurrent use.

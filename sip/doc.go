@@ -3,7 +3,10 @@
 // with an SDP offer, provisional responses, digest authentication, ACK, CANCEL
 // on ring timeout, and BYE in either direction (RFC 3261). It answers the few
 // requests a calling UA must handle: in-dialog BYE and INFO, OPTIONS, and 481
-// for anything that matches no dialog.
+// for anything that matches no dialog. With Config.OnInvite set it also takes
+// calls (RFC 3261 §13.3): 180, 200 with the SDP answer retransmitted until
+// the ACK, rejections, CANCEL, and BYE from either side; the virtual phones of
+// the load tester are built on it.
 //
 // It owns the SIP signalling socket and the dialogs on it. It does not own
 // media: the SDP offer is built, and the answer parsed, by package media; the

@@ -65,6 +65,14 @@ type Config struct {
 	// Logger receives the UA's logs. If nil, logs are discarded. Passwords,
 	// Authorization headers and message bodies are never logged.
 	Logger *slog.Logger
+	// OnInvite, if set, makes the UA accept incoming calls: it is called
+	// once for each new INVITE (not for retransmissions), on a goroutine of
+	// its own, with the call to ring, answer or reject (see Incoming). It
+	// should hand the Incoming to the goroutine that owns the call and
+	// return; the UA holds the INVITE's transaction until a final response
+	// is sent, the caller cancels, or the UA closes. If nil, every incoming
+	// INVITE is refused with 403 Forbidden.
+	OnInvite func(*Incoming)
 }
 
 // UA is a SIP user agent that places outbound calls. It is safe for
@@ -88,10 +96,11 @@ type UA struct {
 	served   chan struct{} // closed when the read loop returns
 	wg       sync.WaitGroup
 
-	mu        sync.Mutex // guards closed, calls, abandoned
+	mu        sync.Mutex // guards closed, calls, abandoned, acks
 	closed    bool
 	calls     map[dialogKey]*Call
-	abandoned map[string]*sip.Request // Call-ID → INVITE given up without a final response
+	abandoned map[string]*sip.Request     // Call-ID → INVITE given up without a final response
+	acks      map[dialogKey]chan struct{} // answered incoming calls awaiting ACK; closed when it arrives
 }
 
 // NewUA validates cfg, binds the UDP socket and starts serving it. The
@@ -163,6 +172,7 @@ func NewUA(cfg Config) (*UA, error) {
 		served:    make(chan struct{}),
 		calls:     make(map[dialogKey]*Call),
 		abandoned: make(map[string]*sip.Request),
+		acks:      make(map[dialogKey]chan struct{}),
 	}
 	ua.bg, ua.bgCancel = context.WithCancel(context.Background())
 	ua.contact = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: cfg.FromUser, Host: host, Port: int(ap.Port())}}
@@ -200,7 +210,7 @@ func NewUA(cfg Config) (*UA, error) {
 	ua.srv.OnOptions(ua.onOptions)
 	ua.srv.OnInvite(ua.onInvite)
 	ua.srv.OnCancel(ua.onCancel)
-	ua.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	ua.srv.OnAck(ua.onAck)
 	ua.srv.OnNoRoute(ua.onNoRoute)
 
 	// sipgo sends a request from the listening socket only if that socket is
@@ -434,8 +444,9 @@ func (ua *UA) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 		sip.NewHeader("Accept", "application/sdp"))
 }
 
-// onInvite refuses incoming calls (this UA only places calls) and in-dialog
-// re-INVITEs, which leave the session unchanged (RFC 3261 §14.2).
+// onInvite passes a new incoming call to Config.OnInvite, or refuses it with
+// 403 when that is nil (a UA that only places calls). In-dialog re-INVITEs
+// are refused, leaving the session unchanged (RFC 3261 §14.2).
 func (ua *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		if ua.lookup(req) == nil {
@@ -443,6 +454,10 @@ func (ua *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		ua.respond(req, tx, 488, "Not Acceptable Here")
+		return
+	}
+	if ua.cfg.OnInvite != nil && !ua.isClosed() {
+		ua.onIncoming(req, tx)
 		return
 	}
 	ua.respond(req, tx, 403, "Forbidden")
