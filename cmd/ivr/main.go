@@ -2,6 +2,8 @@
 // packages together: the call script is in callflow, SIP in sip, RTP in
 // media, the recordings in prompts.
 //
+//	ivr demo
+//	ivr serve --config ivr.yaml
 //	ivr call --trunk sip:127.0.0.1:5080 --code 482913 +15551234567
 //	ivr version
 package main
@@ -37,6 +39,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "call":
 		return cmdCall(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "ivr", version)
 		return 0
@@ -54,6 +60,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `ivr: deliver one-time codes by phone call.
 
 Commands:
+  demo      place a real call to a built-in virtual phone on loopback, end to end
+  serve     run the HTTP API and place calls through a SIP trunk
   call      place one voice-OTP call through a SIP trunk and print its timeline
   version   print the version
 

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ivr.yaml")
+	yaml := "trunk: sip:yaml.example:5060\nlisten: 127.0.0.1:9000\ncall:\n  key_timeout: 7s\n  tries: 2\ndispatch:\n  cps: 2.5\napi_keys: [a, b]\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultServeConfig()
+	var stderr bytes.Buffer
+	_, err := loadConfig("ivr serve", &cfg, []string{"--config", path, "--call.tries", "4", "--otp.allow_short_codes"}, &stderr,
+		env(map[string]string{"IVR_LISTEN": "127.0.0.1:9100", "IVR_CALL_TRIES": "9", "IVR_SIP_PASSWORD": "s3cret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"yaml over default", cfg.Trunk, "sip:yaml.example:5060"},
+		{"env over yaml", cfg.Listen, "127.0.0.1:9100"},
+		{"flag over env", cfg.Call.Tries, 4},
+		{"yaml duration", cfg.Call.KeyTimeout, 7 * time.Second},
+		{"yaml float", cfg.Dispatch.CPS, 2.5},
+		{"yaml list", strings.Join(cfg.APIKeys, ","), "a,b"},
+		{"bool flag", cfg.OTP.AllowShortCodes, true},
+		{"env secret", cfg.SIP.Password, "s3cret"},
+		{"default kept", cfg.Call.RingTimeout, 45 * time.Second},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("call:\n  tries: 3\n  colour: blue\n"), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown yaml key", []string{"--config", bad}, nil, "colour"},
+		{"bad env duration", nil, map[string]string{"IVR_CALL_KEY_TIMEOUT": "soon"}, "IVR_CALL_KEY_TIMEOUT"},
+		{"bad flag", []string{"--dispatch.cps", "fast"}, nil, "dispatch.cps"},
+		{"missing file", []string{"--config", filepath.Join(dir, "none.yaml")}, nil, "none.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := defaultServeConfig()
+			var stderr bytes.Buffer
+			_, err := loadConfig("ivr serve", &cfg, tt.args, &stderr, env(tt.env))
+			if err == nil || !strings.Contains(err.Error()+stderr.String(), tt.want) {
+				t.Errorf("error %v (stderr %q) does not name %q", err, stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestServeHelpDocumentsEveryField(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), []string{"serve", "--help"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	cfg := defaultServeConfig()
+	for _, f := range fields(&cfg) {
+		if !strings.Contains(errb.String(), "-"+f.key) || !strings.Contains(errb.String(), f.env) {
+			t.Errorf("--help does not document %s (%s)", f.key, f.env)
+		}
+		if f.help == "" {
+			t.Errorf("%s has no help text", f.key)
+		}
+	}
+	if !strings.Contains(errb.String(), "(default 127.0.0.1:8080)") {
+		t.Error("--help does not show defaults")
+	}
+}
+
+func TestServeRefusesUnsafeConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*serveConfig)
+		want string
+	}{
+		{"no trunk", func(c *serveConfig) { c.Trunk = "" }, "trunk"},
+		{"no keys on a public listener", func(c *serveConfig) { c.Listen = "0.0.0.0:8080"; c.APIKeys = nil }, "api_keys"},
+		{"bad challenge", func(c *serveConfig) { c.Call.Challenge = "42" }, "call.challenge"},
+		{"bad ports", func(c *serveConfig) { c.Media.Ports = "20000-10000" }, "media.ports"},
+		{"zero key timeout", func(c *serveConfig) { c.Call.KeyTimeout = 0 }, "call.key_timeout"},
+		{"bad media ip", func(c *serveConfig) { c.Media.IP = "host" }, "media.ip"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := defaultServeConfig()
+			cfg.Trunk = "sip:127.0.0.1:5080"
+			cfg.Listen = "127.0.0.1:0"
+			cfg.SIP.Listen = "127.0.0.1:0"
+			tt.edit(&cfg)
+			a, err := newApp(cfg, discardLogger())
+			if err == nil {
+				a.ua.Close()
+				a.ln.Close()
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not name %s", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/voiceotp/voiceotp/api/webhook"
+	"github.com/voiceotp/voiceotp/loadtest"
+	"github.com/voiceotp/voiceotp/otp"
+	"github.com/voiceotp/voiceotp/prompts"
+)
+
+// End-to-end: the whole server (newApp, as `ivr serve` builds it) and a
+// virtual phone as its trunk, over real HTTP, SIP and RTP on 127.0.0.1.
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type e2e struct {
+	app   *app
+	phone *loadtest.Phone
+	api   *apiClient
+	logs  *syncBuf // the server's debug log
+}
+
+var e2eCatalog = sync.OnceValues(func() (*prompts.Catalog, error) { return prompts.Load("en") })
+
+func startE2E(t *testing.T, edit func(*serveConfig)) *e2e {
+	t.Helper()
+	cat, err := e2eCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone, err := loadtest.NewPhone(loadtest.Config{ListenAddr: "127.0.0.1:0", Catalog: cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { phone.Close() })
+	cfg := defaultServeConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.SIP.Listen = "127.0.0.1:0"
+	cfg.Trunk = "sip:" + phone.Addr().String()
+	cfg.APIKeys = []string{"e2e-key"}
+	cfg.Call.RepeatWait = 300 * time.Millisecond
+	cfg.Call.MaxRepeats = 0
+	cfg.Dispatch.CPS = 50
+	if edit != nil {
+		edit(&cfg)
+	}
+	logs := &syncBuf{}
+	a, err := newApp(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return &e2e{app: a, phone: phone, logs: logs,
+		api: &apiClient{base: "http://" + a.apiAddr(), key: "e2e-key", http: &http.Client{Timeout: 10 * time.Second}}}
+}
+
+func (e *e2e) start(t *testing.T, body map[string]any, hdr ...string) (int, map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", e.api.base+"/v1/verifications", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+e.api.key)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := e.api.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var m map[string]any
+	json.NewDecoder(res.Body).Decode(&m)
+	return res.StatusCode, m
+}
+
+// waitCall polls until the verification's first call has ended.
+func (e *e2e) waitCall(t *testing.T, id string) otp.Call {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		var v verification
+		if _, err := e.api.do(context.Background(), "GET", "/v1/verifications/"+id, nil, &v); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Calls) > 0 && v.Calls[0].Status.Terminal() {
+			return v.Calls[0]
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the call did not end")
+	return otp.Call{}
+}
+
+func (e *e2e) check(t *testing.T, id, code string) (int, string) {
+	t.Helper()
+	var m map[string]any
+	status, err := e.api.do(context.Background(), "POST", "/v1/verifications/"+id+"/check", map[string]string{"code": code}, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := m["status"].(string); ok {
+		return status, s
+	}
+	e2, _ := m["error"].(map[string]any)
+	c, _ := e2["code"].(string)
+	return status, c
+}
+
+func (e *e2e) report(t *testing.T, number string) loadtest.CallReport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := e.phone.WaitReport(ctx, number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// noMoreCalls asserts the phone gets no (further) call for number.
+func (e *e2e) noMoreCalls(t *testing.T, number string, wait time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if r, err := e.phone.WaitReport(ctx, number); err == nil {
+		t.Errorf("the phone got an unexpected call to %s (%s)", number, r.CallID)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	wav := filepath.Join(t.TempDir(), "demo.wav")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"demo", "--wav", wav}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("ivr demo exited %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	for _, want := range []string{"→ 201", "gate passed", "code played in full (2)", "→ approved"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if st, err := os.Stat(wav); err != nil || st.Size() < 8000*2*5 {
+		t.Errorf("demo.wav: %v (%v)", err, st)
+	}
+}
+
+// The heard code approves; a webhook receiver verifies every signature;
+// the code appears in no server log line.
+func TestE2EApprovedWithWebhooks(t *testing.T) {
+	t.Parallel()
+	secret := []byte("whsec_e2e")
+	var mu sync.Mutex
+	var types []string
+	var bad []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var ev webhook.Event
+		json.Unmarshal(body, &ev)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := webhook.Verify(secret, r.Header.Get("X-Signature"), body, time.Now(), time.Minute); err != nil {
+			bad = append(bad, ev.Type+": "+err.Error())
+		}
+		types = append(types, ev.Type)
+	}))
+	defer hook.Close()
+	e := startE2E(t, func(c *serveConfig) {
+		c.Webhook.Secret = string(secret)
+		c.Webhook.AllowHTTP = true
+		c.Webhook.AllowPrivate = true
+	})
+	status, v := e.start(t, map[string]any{"to": "+15551230001", "callback_url": hook.URL + "/hook"})
+	if status != 201 {
+		t.Fatalf("start: %d %v", status, v)
+	}
+	id := v["id"].(string)
+	call := e.waitCall(t, id)
+	if call.Status != otp.CallDelivered || call.CodePlays != 2 || !call.ChallengeDigitOK || call.SIPStatus != 200 ||
+		call.DialedAt == nil || call.AnsweredAt == nil || call.GatePassedAt == nil || call.EndedAt == nil {
+		t.Fatalf("call record: %+v", call)
+	}
+	rep := e.report(t, "+15551230001")
+	if rep.HeardCode == "" {
+		t.Fatal("the phone heard no code")
+	}
+	if status, s := e.check(t, id, rep.HeardCode); status != 200 || s != "approved" {
+		t.Fatalf("check of the heard code: %d %s", status, s)
+	}
+	if strings.Contains(e.logs.String(), rep.HeardCode) {
+		t.Error("the code appears in the server's debug log")
+	}
+	if !strings.Contains(e.logs.String(), "level=DEBUG") {
+		t.Error("the server logged nothing at debug level: the check above proves nothing")
+	}
+	// Webhooks are delivered asynchronously: wait for the approval event.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := strings.Join(types, " ")
+		mu.Unlock()
+		if strings.Contains(got, "verification.approved") && strings.Contains(got, "call.completed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhooks received: %s", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Errorf("bad signatures: %v", bad)
+	}
+	for _, want := range []string{"verification.created", "call.dialing", "call.answered", "call.gate_passed", "call.code_played", "call.hangup"} {
+		if !strings.Contains(strings.Join(types, " "), want) {
+			t.Errorf("no %s webhook in %v", want, types)
+		}
+	}
+}
+
+// Five wrong checks lock the verification; the heard code is then refused.
+func TestE2EWrongChecksLock(t *testing.T) {
+	t.Parallel()
+	e := startE2E(t, nil)
+	_, v := e.start(t, map[string]any{"to": "+15551230002"})
+	id := v["id"].(string)
+	e.waitCall(t, id)
+	code := e.report(t, "+15551230002").HeardCode
+	if code == "" {
+		t.Fatal("the phone heard no code")
+	}
+	wrong := []byte(code)
+	wrong[0] = '0' + (wrong[0]-'0'+1)%10
+	for i := 1; i <= 5; i++ {
+		status, s := e.check(t, id, string(wrong))
+		if (i < 5 && (status != 200 || s != "pending")) || (i == 5 && status != 429) {
+			t.Fatalf("wrong check %d: %d %s", i, status, s)
+		}
+	}
+	if status, s := e.check(t, id, code); status != 429 || s != "max_attempts_reached" {
+		t.Errorf("the right code after the lock: %d %s, want 429 max_attempts_reached", status, s)
+	}
+}
+
+// A verification that expires while its call waits in the queue is never dialled.
+func TestE2EExpiredBeforeDialingIsNeverDialled(t *testing.T) {
+	t.Parallel()
+	e := startE2E(t, func(c *serveConfig) {
+		c.Dispatch.MaxConcurrent = 1 // the second call waits for the first
+		c.OTP.TTL = 2 * time.Second  // and expires meanwhile
+	})
+	_, first := e.start(t, map[string]any{"to": "+15551230003"})
+	_, second := e.start(t, map[string]any{"to": "+15551230004"})
+	e.waitCall(t, first["id"].(string))
+	call := e.waitCall(t, second["id"].(string))
+	if call.Status != otp.CallCanceled || call.DialedAt != nil {
+		t.Errorf("the expired verification's call: %+v, want canceled and never dialled", call)
+	}
+	e.report(t, "+15551230003")
+	e.noMoreCalls(t, "+15551230004", time.Second)
+}
+
+// The same Idempotency-Key twice places one call.
+func TestE2EIdempotencyKeyPlacesOneCall(t *testing.T) {
+	t.Parallel()
+	e := startE2E(t, nil)
+	body := map[string]any{"to": "+15551230005"}
+	s1, v1 := e.start(t, body, "Idempotency-Key", "order-42")
+	s2, v2 := e.start(t, body, "Idempotency-Key", "order-42")
+	if s1 != 201 || s2 != 201 || v1["id"] != v2["id"] {
+		t.Fatalf("starts: %d %v / %d %v", s1, v1["id"], s2, v2["id"])
+	}
+	e.waitCall(t, v1["id"].(string))
+	e.report(t, "+15551230005")
+	e.noMoreCalls(t, "+15551230005", time.Second)
+	var v verification
+	e.api.do(context.Background(), "GET", "/v1/verifications/"+v1["id"].(string), nil, &v)
+	if len(v.Calls) != 1 {
+		t.Errorf("%d calls, want 1", len(v.Calls))
+	}
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/voiceotp/voiceotp/api"
+	"github.com/voiceotp/voiceotp/api/webhook"
+	"github.com/voiceotp/voiceotp/callflow"
+	"github.com/voiceotp/voiceotp/dispatch"
+	"github.com/voiceotp/voiceotp/otp"
+	"github.com/voiceotp/voiceotp/prompts"
+	"github.com/voiceotp/voiceotp/sip"
+	"github.com/voiceotp/voiceotp/store/memory"
+)
+
+// cmdServe runs the HTTP API and the call dispatcher until SIGINT/SIGTERM.
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg := defaultServeConfig()
+	if _, err := loadConfig("ivr serve", &cfg, args, stderr, os.Getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "ivr serve: %v\n", err)
+		return 2
+	}
+	logger, err := newLogger(cfg.Log.Format, cfg.Log.Level, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "ivr serve: %v\n", err)
+		return 2
+	}
+	a, err := newApp(cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "ivr serve: %v\n", err)
+		return 2
+	}
+	logger.Info("serving", slog.String("api", a.apiAddr()), slog.String("sip", a.ua.LocalAddr().String()),
+		slog.String("trunk", cfg.Trunk), slog.Bool("auth", len(cfg.APIKeys) > 0))
+	if err := a.run(ctx); err != nil {
+		fmt.Fprintf(stderr, "ivr serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log.level: want debug, info, warn or error, not %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log.format: want text or json, not %q", format)
+}
+
+// app is one running server: SIP UA, call runner, store, queue, webhooks
+// and the HTTP API. run owns all their goroutines.
+type app struct {
+	cfg    serveConfig
+	log    *slog.Logger
+	ua     *sip.UA
+	svc    *otp.Service
+	api    *api.Server
+	queue  *dispatch.Memory
+	hooks  *webhook.Sender
+	ln     net.Listener
+	server *http.Server
+}
+
+// newApp validates cfg (errors name the field) and builds the server. The
+// SIP and HTTP sockets are bound here, so their addresses are known.
+func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
+	if cfg.Trunk == "" {
+		return nil, errors.New("trunk: required (e.g. sip:carrier.example:5060)")
+	}
+	trunk, err := sip.ParseTrunk(cfg.Trunk)
+	if err != nil {
+		return nil, fmt.Errorf("trunk: %w", err)
+	}
+	listen, err := netip.ParseAddrPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: want IP:port, not %q", cfg.Listen)
+	}
+	if len(cfg.APIKeys) == 0 && !listen.Addr().IsLoopback() {
+		return nil, errors.New("api_keys: serving without an API key is refused unless listen is a loopback address")
+	}
+	ccfg, err := callConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	catalog, err := prompts.Load("en")
+	if err != nil {
+		return nil, err
+	}
+	ua, err := sip.NewUA(sip.Config{
+		ListenAddr: cfg.SIP.Listen, AdvertiseHost: cfg.SIP.AdvertiseHost, FromUser: cfg.SIP.FromUser,
+		Username: cfg.SIP.Username, Password: cfg.SIP.Password, Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sip: %w", err)
+	}
+	fail := func(err error) (*app, error) { ua.Close(); return nil, err }
+	runner, err := callflow.New(ua, catalog, ccfg, callflow.WithLogger(logger))
+	if err != nil {
+		return fail(fmt.Errorf("call: %w", err))
+	}
+	svc, err := otp.NewService(memory.New(), otp.Config{
+		CodeLength: cfg.OTP.CodeLength, AllowShortCodes: cfg.OTP.AllowShortCodes, TTL: cfg.OTP.TTL,
+		MaxChecks: cfg.OTP.MaxChecks, MaxCalls: cfg.OTP.MaxCalls,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("otp: %w", err))
+	}
+	hooks := webhook.NewSender(webhook.Config{
+		Secret: []byte(cfg.Webhook.Secret), MaxAttempts: cfg.Webhook.MaxAttempts, Logger: logger,
+		AllowPrivate: cfg.Webhook.AllowPrivate,
+	})
+	srv, err := api.New(svc, api.Config{
+		APIKeys: cfg.APIKeys, Trunk: trunk, AllowHTTPCallbacks: cfg.Webhook.AllowHTTP,
+	}, api.WithLogger(logger), api.WithWebhooks(hooks))
+	if err != nil {
+		return fail(err)
+	}
+	queue := dispatch.NewMemory(runner, srv, dispatch.Config{
+		MaxConcurrent: cfg.Dispatch.MaxConcurrent, CPS: cfg.Dispatch.CPS,
+		QueueSize: cfg.Dispatch.QueueSize, DrainTimeout: cfg.Dispatch.DrainTimeout,
+	})
+	srv.SetQueue(queue)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fail(fmt.Errorf("listen: %w", err))
+	}
+	return &app{
+		cfg: cfg, log: logger, ua: ua, svc: svc, api: srv, queue: queue, hooks: hooks, ln: ln,
+		server: &http.Server{
+			Handler:           srv.Handler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      15 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+	}, nil
+}
+
+// callConfig turns the call section into the call script's configuration.
+func callConfig(cfg serveConfig) (callflow.Config, error) {
+	var c callflow.Config
+	var err error
+	if c.Challenge, err = callflow.ParseChallenge(cfg.Call.Challenge); err != nil {
+		return c, fmt.Errorf("call.challenge: %w", err)
+	}
+	if c.Ports, err = parsePortRange(cfg.Media.Ports); err != nil {
+		return c, fmt.Errorf("media.ports: %w", err)
+	}
+	if cfg.Media.IP != "" {
+		if c.MediaIP, err = netip.ParseAddr(cfg.Media.IP); err != nil {
+			return c, fmt.Errorf("media.ip: %w", err)
+		}
+	}
+	c.Tries = cfg.Call.Tries
+	c.KeyTimeout = cfg.Call.KeyTimeout
+	c.RingTimeout = cfg.Call.RingTimeout
+	c.MaxCallDuration = cfg.Call.MaxDuration
+	c.RepeatWait = cfg.Call.RepeatWait
+	c.MaxRepeats = cfg.Call.MaxRepeats
+	if c.MaxRepeats == 0 {
+		c.MaxRepeats = -1
+	}
+	c.RTPTimeout = cfg.Call.RTPTimeout
+	if c.RTPTimeout == 0 {
+		c.RTPTimeout = -1
+	}
+	for name, d := range map[string]time.Duration{"call.key_timeout": c.KeyTimeout, "call.ring_timeout": c.RingTimeout,
+		"call.max_duration": c.MaxCallDuration, "call.repeat_wait": c.RepeatWait} {
+		if d <= 0 {
+			return c, fmt.Errorf("%s: must be positive", name)
+		}
+	}
+	if c.Tries < 1 {
+		return c, errors.New("call.tries: must be at least 1")
+	}
+	return c, c.Validate()
+}
+
+func (a *app) apiAddr() string { return a.ln.Addr().String() }
+
+// run serves until ctx is done, then shuts down in order: stop taking
+// requests, let the queue drain active calls, flush webhooks, close SIP.
+func (a *app) run(ctx context.Context) error {
+	qctx, stopQueue := context.WithCancel(context.Background())
+	hctx, stopHooks := context.WithCancel(context.Background())
+	defer stopQueue()
+	defer stopHooks()
+	queueDone, hooksDone, httpDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	go func() { queueDone <- a.queue.Run(qctx) }()
+	go func() { hooksDone <- a.hooks.Run(hctx) }()
+	go func() { httpDone <- a.server.Serve(a.ln) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		runErr = fmt.Errorf("http: %w", err)
+		httpDone <- nil
+	case err := <-queueDone:
+		runErr = fmt.Errorf("dispatch stopped: %v", err)
+		queueDone <- nil
+	}
+	a.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	a.server.Shutdown(sctx)
+	cancel()
+	<-httpDone
+	stopQueue() // the queue drains active calls up to dispatch.drain_timeout
+	<-queueDone
+	stopHooks()
+	<-hooksDone
+	a.ua.Close()
+	return runErr
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
