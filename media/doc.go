@@ -10,8 +10,10 @@
 //   - Sending ([Sender]): one pacing goroutine per call that emits a packet every 20 ms on absolute
 //     deadlines, so the stream never drifts, with the RTP header rules of RFC 3550 §5.1 and RFC 3551 §4.1,
 //     and key presses as RFC 4733 telephone-events in the same stream ([Sender.PlayDigit]).
-//   - Receiving ([Receiver]): strict source checks, RFC 4733 telephone-event (DTMF) detection, and the
-//     RFC 3550 receiver statistics (cumulative loss, Appendix A.3; interarrival jitter, §6.4.1 and A.8).
+//   - Receiving ([Receiver]): strict source checks, RFC 4733 telephone-event (DTMF) detection, in-band
+//     DTMF detection for trunks without telephone-event ([ToneDetector], Goertzel per ITU-T Q.23/Q.24),
+//     and the RFC 3550 receiver statistics (cumulative loss, Appendix A.3; interarrival jitter, §6.4.1
+//     and A.8).
 //
 // It does not own SIP signalling (package sip decides when a stream starts and ends and carries the SDP),
 // nor the prompts (package prompts). Frames arrive pre-encoded: a [Sender] never transcodes or resamples
@@ -21,8 +23,10 @@
 // SDP is parsed and written with github.com/pion/sdp/v3 rather than by hand: SDP from trunks arrives from
 // the network, and a parser that is maintained and fuzzed upstream is a smaller risk than a new one. RTP
 // headers are handled with github.com/pion/rtp, whose MarshalTo and Unmarshal work in caller-owned
-// buffers. G.711 coding (github.com/zaf/g711) belongs to whoever encodes the frames or decodes the audio
-// passed to [ReceiverConfig.OnAudio]; this package does not need it.
+// buffers. G.711 encoding (github.com/zaf/g711) belongs to whoever makes the frames; the [Receiver]
+// decodes G.711 itself only when [ReceiverConfig.InbandDTMF] is set, to look for DTMF tones. The
+// Goertzel detector is written here because no maintained Go library detects DTMF with the twist,
+// duration and energy checks that keep speech from triggering it.
 //
 // Concurrency: a [Sender] and a [Receiver] each have one Run method, which is their only goroutine and
 // ends when its context is done. Every other method is safe to call concurrently with Run. Neither

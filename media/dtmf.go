@@ -5,10 +5,11 @@ import (
 	"time"
 )
 
-// Digit is one DTMF key press received as an RFC 4733 telephone-event.
+// Digit is one DTMF key press received as an RFC 4733 telephone-event or detected in-band.
 type Digit struct {
-	Digit byte      // '0'-'9', '*', '#' or 'A'-'D': events 0-15 of RFC 4733 §3.2
-	At    time.Time // when the first packet of the event arrived
+	Digit  byte      // '0'-'9', '*', '#' or 'A'-'D': events 0-15 of RFC 4733 §3.2
+	At     time.Time // when the first packet of the event arrived, or when in-band tones were confirmed
+	Source string    // how it arrived: SourceRFC4733 or SourceInband
 }
 
 // eventDigits maps RFC 4733 §3.2 event codes 0-15 to their keys.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/zaf/g711"
 )
 
 // ErrInactive is returned by [Receiver.Run] when no valid RTP arrived from the remote address for
@@ -46,6 +47,17 @@ type ReceiverConfig struct {
 	OnAudio func(pt uint8, payload []byte)
 	// Clock stamps arrivals and measures inactivity. Nil means the real clock.
 	Clock Clock
+	// InbandDTMF turns on in-band DTMF detection (a [ToneDetector]), for trunks that signal key
+	// presses only as tones in the audio: the payload of every PCMU and PCMA packet (static payload
+	// types 0 and 8, RFC 3551 §6) is decoded and examined, and key presses found in it are delivered
+	// on Digits with Source [SourceInband]. Other payload types are not examined. False (the default)
+	// examines no audio. A gateway that sends both telephone-events and tones then reports each key
+	// press twice, once per Source: set DisableRFC4733, or treat the two as one press.
+	InbandDTMF bool
+	// DisableRFC4733 ignores RFC 4733 telephone-events: packets of DTMFPayloadTypes are still checked,
+	// counted and kept from OnAudio, but give no digits. False (the default) delivers them on Digits
+	// with Source [SourceRFC4733].
+	DisableRFC4733 bool
 }
 
 // RecvStats are a Receiver's counters since it was created.
@@ -60,8 +72,9 @@ type RecvStats struct {
 	DigitsDropped uint64        // detected digits not delivered because the Digits channel was full
 }
 
-// Receiver reads one RTP stream: it checks the source, detects RFC 4733 digits and keeps RFC 3550
-// receiver statistics. Run is its single goroutine; Digits and Stats are safe for concurrent use.
+// Receiver reads one RTP stream: it checks the source, detects RFC 4733 digits (and in-band DTMF when
+// configured) and keeps RFC 3550 receiver statistics. Run is its single goroutine; Digits and Stats
+// are safe for concurrent use.
 type Receiver struct {
 	conn   *net.UDPConn
 	cfg    ReceiverConfig
@@ -77,6 +90,8 @@ type Receiver struct {
 	buf       [recvBufSize]byte
 	pkt       rtp.Packet
 	dtmf      dtmfDecoder
+	tones     *ToneDetector // nil unless cfg.InbandDTMF
+	pcm       []int16       // decoded audio for tones, reused; recvBufSize samples
 	lastValid time.Time
 
 	mu     sync.Mutex // guards the fields below
@@ -101,6 +116,10 @@ func NewReceiver(conn *net.UDPConn, cfg ReceiverConfig) *Receiver {
 		r.clock = &timerClock{}
 	}
 	r.epoch = r.clock.Now()
+	if cfg.InbandDTMF {
+		r.tones = NewToneDetector()
+		r.pcm = make([]int16, recvBufSize)
+	}
 	for _, pt := range cfg.DTMFPayloadTypes {
 		if pt < 128 {
 			r.dtmfPT[pt] = true
@@ -240,12 +259,46 @@ func (r *Receiver) handlePacket(b []byte, from netip.AddrPort, now time.Time) {
 		if r.cfg.OnAudio != nil {
 			r.cfg.OnAudio(h.PayloadType, r.pkt.Payload)
 		}
+		if r.tones != nil {
+			r.detectInband(h.PayloadType, r.pkt.Payload, now)
+		}
+		return
+	}
+	if r.cfg.DisableRFC4733 {
 		return
 	}
 	d, ok := r.dtmf.push(h.SSRC, h.Timestamp, h.Marker, ev, now)
 	if !ok {
 		return
 	}
+	d.Source = SourceRFC4733
+	r.deliver(d)
+}
+
+// detectInband decodes a PCMU or PCMA payload (one sample per byte, RFC 3551 §4.5.14) and delivers
+// the key presses the tone detector confirms in it, stamped with the packet's arrival. Other payload
+// types are ignored. It allocates nothing.
+func (r *Receiver) detectInband(pt uint8, payload []byte, now time.Time) {
+	pcm := r.pcm[:min(len(payload), len(r.pcm))]
+	switch pt {
+	case 0:
+		for i := range pcm {
+			pcm[i] = g711.DecodeUlawFrame(payload[i])
+		}
+	case 8:
+		for i := range pcm {
+			pcm[i] = g711.DecodeAlawFrame(payload[i])
+		}
+	default:
+		return
+	}
+	for _, key := range r.tones.Write(pcm) {
+		r.deliver(Digit{Digit: key, At: now, Source: SourceInband})
+	}
+}
+
+// deliver puts d on the Digits channel without blocking, and counts it.
+func (r *Receiver) deliver(d Digit) {
 	delivered := false
 	select {
 	case r.digits <- d:
