@@ -1,0 +1,275 @@
+// Package streams is the durable dispatch.Queue: call jobs in a Redis Stream, read through a consumer
+// group, so that several nodes share the work and the jobs a dead node had taken are reclaimed by the
+// others.
+//
+// It owns the stream, the consumer group and this node's consumer in it, the lease on each job a node
+// holds (kept alive by heartbeats), reclaiming jobs whose lease lapsed, the dead-letter stream, the
+// calls-per-second budget shared by all nodes, and the shutdown drain. It does not own what a call does
+// ([dispatch.Caller]) nor the verification a job belongs to ([dispatch.Handler]); like every queue it
+// never sees a code except in the Request it hands to the Caller, and never stores or logs one. It takes
+// a go-redis client and never closes it.
+//
+// # Keys
+//
+// All keys share the hash tag of Config.Stream, so in Redis Cluster the queue lives in one slot:
+//
+//	ivr:{calls}        the stream; each entry has one field, job, the dispatch.Job as JSON
+//	ivr:{calls}:dead   the dead-letter stream: job, id (the original entry), deliveries, consumer
+//	ivr:{calls}:cps    the shared calls-per-second budget (a GCRA timestamp, by Redis's clock)
+//
+// An entry is deleted when it is acknowledged, so the stream's length is the number of jobs waiting or
+// being called in the whole deployment.
+//
+// # The life of a job
+//
+// [Queue.Enqueue] adds an entry (XADD, in a script that refuses it when QueueSize entries exist). A node's
+// [Queue.Run] takes it (XREADGROUP with its own consumer name) once it has a free call slot, waits for a
+// token of the shared budget, calls [dispatch.Handler.Prepare], and, if that succeeds, [dispatch.Caller.Run]
+// on the job's own goroutine; then [dispatch.Handler.Finish], then XACK and XDEL. A Prepare error (ErrSkip
+// or any other) is reported to [dispatch.Handler.Skipped] and the entry acknowledged: the queue never
+// retries a job by itself. While a node holds a job, from the read to the acknowledgement, it renews the
+// job's lease every Lease/3 (XCLAIM of its own entry with JUSTID, which resets the idle time without
+// counting a delivery), so a long call is never taken over by another node.
+//
+// A job is delivered again only when the node holding it stopped renewing it for Lease: it died, hung, or
+// lost Redis. Every node looks for such jobs every Lease/2 (XAUTOCLAIM with a minimum idle time of Lease)
+// and runs them like new ones, so Prepare sees them again; Prepare is where the dial is claimed in the
+// verification (see [dispatch.Handler]), so a job whose INVITE had already left is skipped there and never
+// dialled twice. A job delivered more than MaxDeliveries times (it keeps killing or hanging the nodes that
+// take it) is moved to the dead-letter stream instead and reported Skipped with an error wrapping
+// [ErrDeadLetter]; an entry that is not a valid job is dead-lettered without reaching the Handler.
+//
+// # Shutdown
+//
+// When Run's context is done the node stops reading. A job it had read but not yet prepared (it was
+// waiting for a token) is handed back: its idle time is set to Lease and its delivery count restored, so
+// the next node to look takes it at once and it does not count as a delivery; it is not reported to the
+// Handler. A Prepare in progress completes (its context is not Run's, see [Queue.Run]), and a prepared
+// job is dialled, because Prepare has claimed its dial and no other node would place the call. Calls in
+// progress run on for up to DrainTimeout, then their context is cancelled so they hang up. Jobs never
+// read stay in the stream for the other nodes. Nothing is reported Skipped with ErrClosed.
+//
+// Redis 6.2 or later is required (XAUTOCLAIM); the tests run against 7.0. Consumers are never removed
+// from the group: a deployment whose nodes take a new name at each start (hostname-pid) accumulates
+// idle, empty consumers, which cost nothing but a line in XINFO CONSUMERS.
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/voiceotp/voiceotp/dispatch"
+)
+
+// Errors callers branch on.
+var (
+	// ErrDeadLetter is wrapped by the error passed to Handler.Skipped for a job that was delivered more
+	// than MaxDeliveries times and was moved to the dead-letter stream without being dialled.
+	ErrDeadLetter = errors.New("streams: job dead-lettered after too many deliveries")
+	// ErrUnavailable is wrapped by Enqueue's error when Redis could not be reached or failed; the job may
+	// or may not have been stored (a timeout can hide a success). It calls for a 503, like ErrQueueFull.
+	ErrUnavailable = errors.New("streams: redis unavailable")
+)
+
+// Defaults of Config.
+const (
+	DefaultStream        = "ivr:{calls}"
+	DefaultGroup         = "ivr"
+	DefaultLease         = 30 * time.Second
+	DefaultMaxDeliveries = 5
+	DefaultBlockTime     = 2 * time.Second
+)
+
+// Config sets up a Queue. Zero fields take the documented defaults; Consumer is required.
+type Config struct {
+	// Config holds the limits of the node: MaxConcurrent calls on this node, CPS for the whole
+	// deployment (the budget is shared through Redis by every node on the same CPSKey), QueueSize for the
+	// whole stream (waiting plus in-progress jobs), DrainTimeout and Logger, with dispatch's defaults.
+	dispatch.Config
+
+	// Stream is the stream's key. If empty, DefaultStream ("ivr:{calls}"). Keep a hash tag in it: the
+	// dead-letter and budget keys are derived from it and must be in its slot.
+	Stream string
+	// Group is the consumer group that every node joins. If empty, DefaultGroup ("ivr").
+	Group string
+	// Consumer names this node in the group, unique among live nodes (for example hostname-pid).
+	// Required. A node restarted under the same name does not resume its old jobs directly: they are
+	// reclaimed after Lease like any dead node's.
+	Consumer string
+	// Lease is how long a job may go without a heartbeat before another node may reclaim it. If zero or
+	// negative, DefaultLease (30 s). Heartbeats run every Lease/3 and reclaims every Lease/2.
+	Lease time.Duration
+	// MaxDeliveries is how many times a job may be delivered (read or reclaimed) before it is
+	// dead-lettered. If zero or negative, DefaultMaxDeliveries (5).
+	MaxDeliveries int
+	// BlockTime is how long one read waits for a new job, which also bounds how long Run takes to notice
+	// its context is done. If zero or negative, DefaultBlockTime (2 s); at most Lease/2.
+	BlockTime time.Duration
+	// CPSKey is the key of the shared calls-per-second budget. If empty, Stream + ":cps".
+	CPSKey string
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = dispatch.DefaultMaxConcurrent
+	}
+	if c.CPS <= 0 {
+		c.CPS = dispatch.DefaultCPS
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = dispatch.DefaultQueueSize
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = dispatch.DefaultDrainTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
+	if c.Lease <= 0 {
+		c.Lease = DefaultLease
+	}
+	if c.MaxDeliveries <= 0 {
+		c.MaxDeliveries = DefaultMaxDeliveries
+	}
+	if c.BlockTime <= 0 {
+		c.BlockTime = DefaultBlockTime
+	}
+	c.BlockTime = min(c.BlockTime, c.Lease/2)
+	if c.CPSKey == "" {
+		c.CPSKey = c.Stream + ":cps"
+	}
+	return c
+}
+
+// Queue is a dispatch.Queue on a Redis Stream. Enqueue and Stats are safe for concurrent use, before,
+// during and after Run, and Enqueue works on any node whether or not its Run is running: the job waits
+// in Redis for any node. Run may be called once.
+type Queue struct {
+	c      goredis.UniversalClient
+	caller dispatch.Caller
+	h      dispatch.Handler
+	cfg    Config // defaults applied; read-only
+	dead   string // the dead-letter stream
+	log    *slog.Logger
+
+	// onToken, if set before Run, is called with Redis's time of each token taken (tests).
+	onToken func(at time.Time)
+
+	running atomic.Bool
+
+	// mu guards held.
+	mu sync.Mutex
+	// held are the entries this node has taken and not yet acknowledged, by entry id: their leases are
+	// renewed by the heartbeat.
+	held map[string]*heldJob
+
+	queued        atomic.Int64 // sampled by Run
+	active        atomic.Int64 // jobs being prepared or called
+	calling       atomic.Int64 // jobs inside Caller.Run
+	enqueued      atomic.Uint64
+	rejected      atomic.Uint64
+	dialled       atomic.Uint64
+	skipped       atomic.Uint64
+	drainCanceled atomic.Uint64
+}
+
+// heldJob is one entry this node holds.
+type heldJob struct {
+	deliveries int64
+	// ackPending says the job is done but its acknowledgement failed; the heartbeat retries it.
+	ackPending bool
+	// lost says another consumer owns the entry now; its lease is no longer renewed.
+	lost bool
+}
+
+var _ dispatch.Queue = (*Queue)(nil)
+
+// New returns a Queue on c that places calls with caller and reports to h. c, caller, h and
+// cfg.Consumer are required; New panics without them, as that is a wiring mistake. The Queue does not
+// close c.
+func New(c goredis.UniversalClient, caller dispatch.Caller, h dispatch.Handler, cfg Config) *Queue {
+	if c == nil || caller == nil || h == nil || cfg.Consumer == "" {
+		panic("streams: New needs a client, a Caller, a Handler and a Consumer name")
+	}
+	cfg = cfg.withDefaults()
+	return &Queue{
+		c:      c,
+		caller: caller,
+		h:      h,
+		cfg:    cfg,
+		dead:   cfg.Stream + ":dead",
+		log:    cfg.Logger.With(slog.String("consumer", cfg.Consumer)),
+		held:   make(map[string]*heldJob),
+	}
+}
+
+// enqueue adds a job unless the stream is full.
+//
+//	KEYS[1] the stream
+//	ARGV[1] QueueSize, ARGV[2] the job's JSON
+//	returns the new entry's id, or nil when the stream already has QueueSize entries
+var enqueue = goredis.NewScript(`
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+return redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
+`)
+
+// Enqueue adds j to the stream without waiting. It returns ErrQueueFull (nothing stored) when the stream
+// holds QueueSize jobs, waiting or in progress, across all nodes; ctx's error if ctx is already done; and
+// an error wrapping ErrUnavailable when Redis fails. A zero j.EnqueuedAt is set to the current time.
+func (q *Queue) Enqueue(ctx context.Context, j dispatch.Job) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if j.EnqueuedAt.IsZero() {
+		j.EnqueuedAt = time.Now()
+	}
+	data, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("streams: encoding job: %w", err)
+	}
+	err = enqueue.Run(ctx, q.c, []string{q.cfg.Stream}, q.cfg.QueueSize, data).Err()
+	switch {
+	case errors.Is(err, goredis.Nil):
+		q.rejected.Add(1)
+		return dispatch.ErrQueueFull
+	case err != nil:
+		return fmt.Errorf("%w: enqueue: %w", ErrUnavailable, err)
+	}
+	q.enqueued.Add(1)
+	return nil
+}
+
+// Stats returns a snapshot of the counters. Queued is the number of jobs in the stream that no node has
+// taken yet, across the deployment, as last sampled by Run (every Lease/3; 0 before Run); the other
+// fields are this node's. Dead-lettered jobs count as Skipped. It is safe for concurrent use.
+func (q *Queue) Stats() dispatch.Stats {
+	return dispatch.Stats{
+		Queued:        int(q.queued.Load()),
+		Active:        int(q.active.Load()),
+		Enqueued:      q.enqueued.Load(),
+		Rejected:      q.rejected.Load(),
+		Dialled:       q.dialled.Load(),
+		Skipped:       q.skipped.Load(),
+		DrainCanceled: q.drainCanceled.Load(),
+	}
+}
+
+// isNoGroup reports whether err says the stream or the group does not exist (someone deleted them).
+func isNoGroup(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOGROUP")
+}

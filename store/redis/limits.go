@@ -1,0 +1,193 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Limits are the counters that every node sharing one Redis must agree on, so that a limit holds for
+// the deployment and not per process: at most one live call per destination number
+// ([Limits.AcquireNumber]), sends per number per window ([Limits.CountSend]), and calls-per-second
+// budgets, global or per key such as a trunk ([Limits.TakeToken]).
+//
+// Each method is one Lua script on one key, so it is atomic and Cluster-safe, and keeps time by Redis's
+// clock (TIME), never by the calling node's. It is safe for concurrent use and holds nothing but the
+// client, which the caller closes. A done ctx returns an error wrapping ctx's error; an unreachable
+// Redis returns an error within the client's timeouts and never reports a limit as free.
+type Limits struct {
+	c goredis.UniversalClient
+	o options
+}
+
+// NewLimits returns Limits on c. Of the options only WithKeyPrefix applies; every node must use the
+// same prefix. c is required (NewLimits panics if it is nil); Limits does not close it.
+func NewLimits(c goredis.UniversalClient, opts ...Option) *Limits {
+	if c == nil {
+		panic("redis: NewLimits needs a client")
+	}
+	return &Limits{c: c, o: buildOptions(opts)}
+}
+
+func (l *Limits) liveKey(number string) string  { return l.o.prefix + "live:{" + number + "}" }
+func (l *Limits) sendsKey(number string) string { return l.o.prefix + "sends:{" + number + "}" }
+func (l *Limits) rateKey(key string) string     { return l.o.prefix + "rate:{" + key + "}" }
+
+// acquireLive takes or renews the live-call slot of a number.
+//
+//	KEYS[1] the number's live-call key
+//	ARGV[1] the holder, ARGV[2] the TTL in ms
+//	returns 1 if ARGV[1] holds the slot now (newly, or renewed), 0 if someone else does
+var acquireLive = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// releaseLive deletes the live-call slot only if the caller holds it (compare and delete).
+//
+//	KEYS[1] the number's live-call key
+//	ARGV[1] the holder
+//	returns 1 if released, 0 if the slot was free or held by someone else
+var releaseLive = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// AcquireNumber makes holder (for example a call id) the one live call to number for ttl, and reports
+// whether it is: ok is false when another holder has it. Acquiring again with the same holder renews the
+// TTL, so a long call can keep its slot. The slot frees itself after ttl if its holder dies; a live call
+// should therefore use a ttl above its maximum length, or renew. ttl must be positive.
+func (l *Limits) AcquireNumber(ctx context.Context, number, holder string, ttl time.Duration) (ok bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("redis: acquire number: %w", err)
+	}
+	if ttl <= 0 || holder == "" {
+		return false, errors.New("redis: acquire number: needs a holder and a positive ttl")
+	}
+	n, err := acquireLive.Run(ctx, l.c, []string{l.liveKey(number)}, holder, ttlMillis(ttl)).Int()
+	if err != nil {
+		return false, fmt.Errorf("redis: acquire number: %w", err)
+	}
+	return n == 1, nil
+}
+
+// ReleaseNumber frees number's live-call slot if holder has it; if the slot expired or passed to another
+// holder, it leaves it alone and returns nil.
+func (l *Limits) ReleaseNumber(ctx context.Context, number, holder string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redis: release number: %w", err)
+	}
+	if err := releaseLive.Run(ctx, l.c, []string{l.liveKey(number)}, holder).Err(); err != nil {
+		return fmt.Errorf("redis: release number: %w", err)
+	}
+	return nil
+}
+
+// countSend is a sliding-window log: one sorted-set member per send, scored by its time.
+//
+//	KEYS[1] the number's send log
+//	ARGV[1] the window in µs, ARGV[2] the limit, ARGV[3] a random member suffix
+//	returns {1, 0} after recording the send, or {0, µs until the oldest send leaves the window}
+var countSend = goredis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - window))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, math.max(1, tonumber(oldest[2]) + window - now)}
+end
+local at = string.format('%.0f', now)
+redis.call('ZADD', KEYS[1], at, at .. '-' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1)
+return {1, 0}
+`)
+
+// CountSend records one send to number if fewer than limit sends were recorded in the last window, and
+// reports ok. Otherwise it records nothing and returns ok == false with retryAfter, the time until the
+// oldest counted send leaves the window (for a Retry-After header). The window slides: a send counts for
+// exactly window after it, by Redis's clock. window and limit must be positive.
+func (l *Limits) CountSend(ctx context.Context, number string, window time.Duration, limit int) (ok bool, retryAfter time.Duration, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, 0, fmt.Errorf("redis: count send: %w", err)
+	}
+	if window < time.Microsecond || limit <= 0 {
+		return false, 0, fmt.Errorf("redis: count send: window %v and limit %d must be positive", window, limit)
+	}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails
+	res, err := countSend.Run(ctx, l.c, []string{l.sendsKey(number)},
+		window.Microseconds(), limit, hex.EncodeToString(nonce[:])).Int64Slice()
+	if err != nil {
+		return false, 0, fmt.Errorf("redis: count send: %w", err)
+	}
+	if len(res) != 2 {
+		return false, 0, errors.New("redis: count send: unexpected reply")
+	}
+	return res[0] == 1, time.Duration(res[1]) * time.Microsecond, nil
+}
+
+// takeToken is the generic cell rate algorithm (GCRA, a token bucket kept as one timestamp): the key
+// holds the theoretical arrival time (TAT) of the next call, in µs of Redis's clock.
+//
+//	KEYS[1] the budget's key
+//	ARGV[1] the emission interval 1/rate in µs, ARGV[2] the burst
+//	returns {1, 0, now} when a token was taken, {0, µs to wait, now} when none is free
+var takeToken = goredis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = interval * (tonumber(ARGV[2]) - 1)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - tolerance > now then
+  return {0, math.ceil(tat - tolerance - now), now}
+end
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+return {1, 0, now}
+`)
+
+// TakeToken takes one token from the budget named key, which refills at rate tokens per second and
+// holds at most burst (at least 1). ok is false when no token is free; then wait is how long until one
+// will be, and nothing was taken. All nodes calling with the same key share the budget. rate must be
+// positive; a burst below 1 counts as 1. Every caller of one key should pass the same rate and burst.
+func (l *Limits) TakeToken(ctx context.Context, key string, rate float64, burst int) (ok bool, wait time.Duration, err error) {
+	ok, wait, _, err = l.take(ctx, key, rate, burst)
+	return ok, wait, err
+}
+
+// take is TakeToken that also returns Redis's time of the decision.
+func (l *Limits) take(ctx context.Context, key string, rate float64, burst int) (bool, time.Duration, time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return false, 0, time.Time{}, fmt.Errorf("redis: take token: %w", err)
+	}
+	if !(rate > 0) {
+		return false, 0, time.Time{}, fmt.Errorf("redis: take token: rate %v is not positive", rate)
+	}
+	interval := strconv.FormatFloat(1e6/rate, 'f', 3, 64)
+	res, err := takeToken.Run(ctx, l.c, []string{l.rateKey(key)}, interval, max(1, burst)).Int64Slice()
+	if err != nil {
+		return false, 0, time.Time{}, fmt.Errorf("redis: take token: %w", err)
+	}
+	if len(res) != 3 {
+		return false, 0, time.Time{}, errors.New("redis: take token: unexpected reply")
+	}
+	return res[0] == 1, time.Duration(res[1]) * time.Microsecond, time.UnixMicro(res[2]), nil
+}

@@ -1,0 +1,292 @@
+package redis_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/voiceotp/voiceotp/store/redis"
+)
+
+func TestAcquireNumber(t *testing.T) {
+	// Steps run in order on one number, over two nodes.
+	steps := []struct {
+		name    string
+		node    int
+		release bool
+		holder  string
+		wantOK  bool
+	}{
+		{"AFirst", 0, false, "CA-a", true},
+		{"BRefused", 1, false, "CA-b", false},
+		{"ARenews", 0, false, "CA-a", true},
+		{"BReleaseDoesNotFreeIt", 1, true, "CA-b", false},
+		{"BStillRefused", 1, false, "CA-b", false},
+		{"AReleases", 0, true, "CA-a", false},
+		{"BAfterRelease", 1, false, "CA-b", true},
+		{"ARefusedNow", 0, false, "CA-a", false},
+	}
+	nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+	ctx := context.Background()
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			l := nodes[st.node]
+			if st.release {
+				if err := l.ReleaseNumber(ctx, "+15550001111", st.holder); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			ok, err := l.AcquireNumber(ctx, "+15550001111", st.holder, time.Minute)
+			if err != nil || ok != st.wantOK {
+				t.Fatalf("AcquireNumber(%s) = %v, %v; want %v", st.holder, ok, err, st.wantOK)
+			}
+		})
+	}
+	t.Run("OtherNumberIsFree", func(t *testing.T) {
+		if ok, err := nodes[0].AcquireNumber(ctx, "+15550002222", "CA-a", time.Minute); err != nil || !ok {
+			t.Fatalf("AcquireNumber = %v, %v", ok, err)
+		}
+	})
+}
+
+func TestAcquireNumberExpires(t *testing.T) {
+	l := redis.NewLimits(fresh(t))
+	ctx := context.Background()
+	if ok, err := l.AcquireNumber(ctx, "+15550001111", "dead-node-call", 50*time.Millisecond); err != nil || !ok {
+		t.Fatalf("AcquireNumber = %v, %v", ok, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ok, err := l.AcquireNumber(ctx, "+15550001111", "CA-b", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a slot with a 50ms ttl was still held after 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAcquireNumberRace(t *testing.T) {
+	nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+	const n = 20
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		wins int
+	)
+	for i := range n {
+		wg.Go(func() {
+			ok, err := nodes[i%2].AcquireNumber(context.Background(), "+15550001111", fmt.Sprintf("CA%d", i), time.Minute)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Error(err)
+			} else if ok {
+				wins++
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Errorf("%d holders raced for one number: %d got it, want 1", n, wins)
+	}
+}
+
+func TestCountSend(t *testing.T) {
+	tests := []struct {
+		name     string
+		limit    int
+		sends    int
+		wantOK   int
+		parallel bool
+	}{
+		{"UnderLimit", 3, 2, 2, false},
+		{"AtLimit", 3, 3, 3, false},
+		{"OverLimit", 3, 5, 3, false},
+		{"ConcurrentOverTwoNodes", 5, 40, 5, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+			var (
+				wg      sync.WaitGroup
+				mu      sync.Mutex
+				ok      int
+				refusal []time.Duration
+			)
+			send := func(i int) {
+				allowed, retry, err := nodes[i%2].CountSend(context.Background(), "+15550001111", time.Hour, tc.limit)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					t.Error(err)
+				case allowed:
+					ok++
+					if retry != 0 {
+						t.Errorf("allowed with retryAfter %v", retry)
+					}
+				default:
+					refusal = append(refusal, retry)
+				}
+			}
+			for i := range tc.sends {
+				if tc.parallel {
+					wg.Go(func() { send(i) })
+				} else {
+					send(i)
+				}
+			}
+			wg.Wait()
+			if ok != tc.wantOK {
+				t.Errorf("%d sends with limit %d: %d allowed, want %d", tc.sends, tc.limit, ok, tc.wantOK)
+			}
+			for _, r := range refusal {
+				if r <= 0 || r > time.Hour {
+					t.Errorf("refused with retryAfter %v, want within (0, 1h]", r)
+				}
+			}
+			// Another number has its own count.
+			if allowed, _, err := nodes[0].CountSend(context.Background(), "+15550002222", time.Hour, tc.limit); err != nil || !allowed {
+				t.Errorf("another number: %v, %v", allowed, err)
+			}
+		})
+	}
+}
+
+func TestCountSendWindowSlides(t *testing.T) {
+	l := redis.NewLimits(fresh(t))
+	ctx := context.Background()
+	const window = 300 * time.Millisecond
+	for i := range 2 {
+		if ok, _, err := l.CountSend(ctx, "+15550001111", window, 2); err != nil || !ok {
+			t.Fatalf("send %d: %v, %v", i, ok, err)
+		}
+	}
+	ok, retry, err := l.CountSend(ctx, "+15550001111", window, 2)
+	if err != nil || ok || retry <= 0 || retry > window {
+		t.Fatalf("third send = %v, %v, %v; want refused with retryAfter in (0, %v]", ok, retry, err, window)
+	}
+	// Waiting out retryAfter is the point of the test: the oldest send must have left the window.
+	time.Sleep(retry)
+	if ok, retry, err := l.CountSend(ctx, "+15550001111", window, 2); err != nil || !ok {
+		t.Fatalf("after waiting retryAfter: %v, %v, %v; want allowed", ok, retry, err)
+	}
+}
+
+func TestLimitsRefuseBadArguments(t *testing.T) {
+	l := redis.NewLimits(fresh(t))
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"AcquireZeroTTL", func() error { _, err := l.AcquireNumber(ctx, "+1555", "h", 0); return err }},
+		{"AcquireNoHolder", func() error { _, err := l.AcquireNumber(ctx, "+1555", "", time.Second); return err }},
+		{"CountZeroWindow", func() error { _, _, err := l.CountSend(ctx, "+1555", 0, 1); return err }},
+		{"CountZeroLimit", func() error { _, _, err := l.CountSend(ctx, "+1555", time.Second, 0); return err }},
+		{"TokenZeroRate", func() error { _, _, err := l.TakeToken(ctx, "k", 0, 1); return err }},
+		{"TokenNaNRate", func() error { _, _, err := l.TakeToken(ctx, "k", nan(), 1); return err }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.call() == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+}
+
+func nan() float64 {
+	zero := 0.0
+	return zero / zero
+}
+
+// TestTakeTokenShared has two nodes with several goroutines each draw from one budget, and checks the
+// budget by the limiter's own (Redis) timestamps, not by how fast the test ran: no span of time holds
+// more grants than burst + rate × span.
+func TestTakeTokenShared(t *testing.T) {
+	tests := []struct {
+		name  string
+		rate  float64
+		burst int
+		n     int
+	}{
+		{"Burst1", 50, 1, 30},
+		{"Burst4", 40, 4, 30},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+			ctx := context.Background()
+			var (
+				wg      sync.WaitGroup
+				mu      sync.Mutex
+				granted []time.Time
+			)
+			for w := range 6 {
+				wg.Go(func() {
+					for {
+						mu.Lock()
+						enough := len(granted) >= tc.n
+						mu.Unlock()
+						if enough {
+							return
+						}
+						ok, wait, at, err := nodes[w%2].TakeTokenAt(ctx, "trunk-1", tc.rate, tc.burst)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if !ok {
+							if wait <= 0 {
+								t.Errorf("refused with wait %v", wait)
+								return
+							}
+							time.Sleep(wait)
+							continue
+						}
+						mu.Lock()
+						granted = append(granted, at)
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			slices.SortFunc(granted, func(a, b time.Time) int { return a.Compare(b) })
+			interval := time.Duration(float64(time.Second) / tc.rate)
+			for i := range granted {
+				for j := i + 1; j < len(granted); j++ {
+					// Grants i..j inclusive happened within span; GCRA allows burst + span/interval.
+					span := granted[j].Sub(granted[i])
+					if allowed := tc.burst + int((span+time.Microsecond)/interval); j-i+1 > allowed {
+						t.Fatalf("%d grants within %v (grants %d..%d), budget allows %d", j-i+1, span, i, j, allowed)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestTakeTokenIndependentKeys(t *testing.T) {
+	l := redis.NewLimits(fresh(t))
+	ctx := context.Background()
+	for _, key := range []string{"global", "trunk-a", "trunk-b"} {
+		if ok, _, err := l.TakeToken(ctx, key, 1, 1); err != nil || !ok {
+			t.Fatalf("first token of %s: %v, %v", key, ok, err)
+		}
+	}
+	ok, wait, err := l.TakeToken(ctx, "global", 1, 1)
+	if err != nil || ok || wait <= 0 || wait > time.Second {
+		t.Fatalf("second token of a 1/s budget = %v, %v, %v; want refused with wait in (0, 1s]", ok, wait, err)
+	}
+}
