@@ -4,9 +4,26 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
+
+// digitQueue is how many INFO digits a Call holds for a reader that is
+// behind; more are dropped (and logged).
+const digitQueue = 32
+
+// InfoDigit is one DTMF digit the far end sent in a SIP INFO request within
+// the call's dialog (RFC 6086, with an application/dtmf-relay or
+// application/dtmf body).
+type InfoDigit struct {
+	// Digit is '0'-'9', '*', '#' or 'A'-'D'.
+	Digit byte
+	// At is when the INFO arrived.
+	At time.Time
+	// Duration is the tone duration the body states, 0 if none.
+	Duration time.Duration
+}
 
 // Call is an established outbound call: the dialog created by the 2xx to our
 // INVITE, already ACKed. Its methods are safe for concurrent use. The call
@@ -22,6 +39,9 @@ type Call struct {
 	status  int
 	ackTmpl *sip.Request // ACK resent on 2xx retransmissions
 	done    chan struct{}
+	digits  chan InfoDigit
+	trunk   *TrunkConfig // the trunk that carried the call, nil for UA.Dial
+	onEnd   func()       // called once when the call ends; set before the call is shared
 
 	mu        sync.Mutex // guards hangupBy, localCSeq
 	hangupBy  string
@@ -38,7 +58,28 @@ func newCall(ua *UA, d *dialog, res *sip.Response, early []byte) *Call {
 		early:     early,
 		status:    res.StatusCode,
 		done:      make(chan struct{}),
+		digits:    make(chan InfoDigit, digitQueue),
 		localCSeq: d.inviteCSeq,
+	}
+}
+
+// Trunk returns the configuration of the trunk that carried the call when it
+// was placed by Trunks.Dial, and nil otherwise (UA.Dial with a plain Trunk,
+// or an incoming call). The caller must not modify it.
+func (c *Call) Trunk() *TrunkConfig { return c.trunk }
+
+// Digits delivers the DTMF digits the far end sends in SIP INFO requests
+// (RFC 6086) during the call, in order of arrival, each answered 200 before
+// it is delivered. Up to 32 undelivered digits are held; more are dropped.
+// The channel is never closed: stop reading when Done is closed.
+func (c *Call) Digits() <-chan InfoDigit { return c.digits }
+
+// deliverDigit queues d for Digits without blocking.
+func (c *Call) deliverDigit(d InfoDigit) {
+	select {
+	case c.digits <- d:
+	default:
+		c.ua.log.Warn("sip: INFO digit dropped, reader is behind", "call_id", c.callID)
 	}
 }
 
@@ -82,6 +123,9 @@ func (c *Call) end(who string) (uint32, bool) {
 	c.mu.Unlock()
 	close(c.done)
 	c.ua.unregister(c)
+	if c.onEnd != nil {
+		c.onEnd()
+	}
 	return cseq, true
 }
 

@@ -2,12 +2,13 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -21,7 +22,8 @@ type Progress struct {
 
 // DialRequest describes one outbound call.
 type DialRequest struct {
-	// Trunk is where the INVITE is sent.
+	// Trunk is where UA.Dial sends the INVITE, over Trunk.Transport.
+	// Trunks.Dial ignores it and chooses among its own trunks.
 	Trunk Trunk
 	// Number is the callee, in E.164 (validated again by Dial).
 	Number string
@@ -34,6 +36,74 @@ type DialRequest struct {
 	// OnProgress, if set, is called for each provisional response, on the
 	// Dial goroutine and in order; it must not block.
 	OnProgress func(Progress)
+	// OnAttempt, if set, is called by Trunks.Dial when an attempt on one
+	// trunk ends without an answer: before it fails over to the next trunk
+	// (FailedOver set) and for the last attempt. It runs on the Dial
+	// goroutine and must not block. UA.Dial does not call it.
+	OnAttempt func(Attempt)
+}
+
+// Attempt is one try of Trunks.Dial on one trunk that ended without an
+// answer.
+type Attempt struct {
+	// Trunk is the TrunkConfig.Name of the trunk tried.
+	Trunk string
+	// Status is the final SIP status received, 0 if none (timeout,
+	// transport error).
+	Status int
+	// Reason is the reason phrase of that status, or a local description.
+	Reason string
+	// Err is the error of the attempt, as Dial would return it.
+	Err error
+	// At is when the attempt ended.
+	At time.Time
+	// FailedOver reports that the call moved on to another trunk after
+	// this attempt.
+	FailedOver bool
+}
+
+// outbound is everything about the trunk that goes into one call's INVITE
+// and decides where it is sent. UA.Dial builds it from Config and a plain
+// Trunk; Trunks.Dial from a TrunkConfig. Immutable once built.
+type outbound struct {
+	trunk      Trunk
+	proxy      *Trunk      // outbound proxy: first Route and next hop; nil sends to the trunk
+	tls        *tls.Config // for a TLS next hop; nil verifies against the system roots
+	fromUser   string
+	fromDomain string
+	creds      credentials
+	headers    []sip.Header  // P-Asserted-Identity, Privacy; cloned into each INVITE
+	noResponse time.Duration // give up on a trunk that sends nothing at all after this; 0: wait for Timer B
+	cfg        *TrunkConfig  // returned by Call.Trunk; nil for UA.Dial
+	onEnd      func()        // set as Call.onEnd of each call answered; may be nil
+}
+
+// credentials answer digest challenges (RFC 3261 §22.2). realm, if set,
+// restricts them to challenges of that realm.
+type credentials struct {
+	username, password, realm string
+}
+
+// fallback is the transport of the next hop when its URI names none.
+func (o *outbound) fallback() Transport {
+	if o.proxy != nil {
+		return o.proxy.Transport.orUDP()
+	}
+	return o.trunk.Transport.orUDP()
+}
+
+// route is the Route header for the outbound proxy (loose routing,
+// RFC 3261 §16.12.1.1 and §8.1.2), nil without one.
+func (o *outbound) route() *sip.RouteHeader {
+	if o.proxy == nil {
+		return nil
+	}
+	u := sip.Uri{Scheme: "sip", Host: o.proxy.Host, Port: o.proxy.Port, UriParams: sip.NewParams()}
+	if t := o.proxy.Transport.orUDP(); t != TransportUDP {
+		u.UriParams.Add("transport", string(t))
+	}
+	u.UriParams.Add("lr", "")
+	return &sip.RouteHeader{Address: u}
 }
 
 // Dial places a call: it sends the INVITE to req.Trunk and returns the
@@ -68,7 +138,22 @@ type DialRequest struct {
 // after a crossing 2xx), and sooner if the INVITE transaction times out (64*T1)
 // because the trunk sends nothing at all.
 func (ua *UA) Dial(ctx context.Context, req DialRequest) (*Call, error) {
-	target, err := req.Trunk.RequestURI(req.Number)
+	if err := ValidateE164(req.Number); err != nil {
+		return nil, err
+	}
+	o := &outbound{
+		trunk:      req.Trunk,
+		fromUser:   ua.cfg.FromUser,
+		fromDomain: ua.cfg.FromDomain,
+		creds:      credentials{username: ua.cfg.Username, password: ua.cfg.Password},
+	}
+	return ua.dial(ctx, req, o, req.Number)
+}
+
+// dial places one call through o to user (the Request-URI user part,
+// already validated: an E.164 number or its rewrite).
+func (ua *UA) dial(ctx context.Context, req DialRequest, o *outbound, user string) (*Call, error) {
+	target, err := o.trunk.requestURI(user)
 	if err != nil {
 		return nil, err
 	}
@@ -86,10 +171,11 @@ func (ua *UA) Dial(ctx context.Context, req DialRequest) (*Call, error) {
 	if ring <= 0 {
 		ring = DefaultRingTimeout
 	}
-	inv := ua.newInvite(ruri, req)
+	inv := ua.newInvite(ruri, req, o, user)
 	d := &dialing{
 		ua:  ua,
 		req: req,
+		out: o,
 		inv: inv,
 		log: ua.log.With("call_id", inv.CallID().Value()),
 	}
@@ -97,17 +183,20 @@ func (ua *UA) Dial(ctx context.Context, req DialRequest) (*Call, error) {
 }
 
 // newInvite builds the initial INVITE (RFC 3261 §8.1.1); Via is added by
-// finish when it is sent.
-func (ua *UA) newInvite(ruri sip.Uri, req DialRequest) *sip.Request {
+// prepare when it is sent.
+func (ua *UA) newInvite(ruri sip.Uri, req DialRequest, o *outbound, user string) *sip.Request {
 	inv := sip.NewRequest(sip.INVITE, ruri)
 	from := &sip.FromHeader{
-		Address: sip.Uri{Scheme: "sip", User: ua.cfg.FromUser, Host: ua.cfg.FromDomain},
+		Address: sip.Uri{Scheme: "sip", User: o.fromUser, Host: o.fromDomain},
 		Params:  sip.NewParams(),
 	}
 	from.Params.Add("tag", randToken()) // §8.1.1.3: the UAC's tag; sipgo adds none to a From we build
 	to := &sip.ToHeader{
-		Address: sip.Uri{Scheme: "sip", User: req.Number, Host: req.Trunk.Host},
+		Address: sip.Uri{Scheme: "sip", User: user, Host: o.trunk.Host},
 		Params:  sip.NewParams(),
+	}
+	if rt := o.route(); rt != nil {
+		inv.AppendHeader(rt)
 	}
 	callID := sip.CallIDHeader(randToken())
 	maxfwd := sip.MaxForwardsHeader(70)
@@ -119,6 +208,9 @@ func (ua *UA) newInvite(ruri sip.Uri, req DialRequest) *sip.Request {
 	inv.AppendHeader(ua.contact.Clone())
 	inv.AppendHeader(sip.NewHeader("User-Agent", ua.cfg.UserAgent))
 	inv.AppendHeader(sip.NewHeader("Allow", allowed))
+	for _, h := range o.headers {
+		inv.AppendHeader(sip.HeaderClone(h))
+	}
 	if len(req.Offer) > 0 {
 		ct := sip.ContentTypeHeader("application/sdp")
 		inv.AppendHeader(&ct)
@@ -131,13 +223,14 @@ func (ua *UA) newInvite(ruri sip.Uri, req DialRequest) *sip.Request {
 type dialing struct {
 	ua  *UA
 	req DialRequest
+	out *outbound
 	log *slog.Logger
 
 	inv         *sip.Request // the INVITE of tx (replaced when answering a challenge)
 	tx          sip.ClientTransaction
 	provisional bool // tx got a 1xx, so CANCEL may be sent (§9.1)
 	responded   bool // any response arrived, on any INVITE transaction
-	authed      bool // we already answered a challenge
+	authed      int  // challenges answered (a second only when the first nonce went stale)
 	early       []byte
 
 	cancelling bool  // ring timeout or ctx: we want the call gone
@@ -148,15 +241,30 @@ type dialing struct {
 }
 
 func (d *dialing) run(ctx context.Context, ring time.Duration) (*Call, error) {
+	if err := d.ua.prepare(ctx, d.inv, d.out.fallback(), d.out.tls); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, ErrClosed
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", &Error{Kind: ErrCanceled, Reason: "not sent"}, context.Cause(ctx))
+		}
+		return nil, &Error{Kind: ErrUnreachable, Reason: "transport error", cause: err}
+	}
 	tx, err := d.ua.cli.TransactionRequest(ctx, d.inv, d.ua.finish)
 	if err != nil {
 		return nil, &Error{Kind: ErrUnreachable, Reason: "transport error", cause: err}
 	}
 	d.tx = tx
-	d.log.Debug("sip: INVITE sent", "to", d.req.Trunk.String())
+	d.log.Debug("sip: INVITE sent", "to", d.out.trunk.String())
 
 	ringTimer := time.NewTimer(ring)
 	defer ringTimer.Stop()
+	var silence <-chan time.Time
+	if d.out.noResponse > 0 {
+		t := time.NewTimer(d.out.noResponse)
+		defer t.Stop()
+		silence = t.C
+	}
 	defer func() {
 		if d.deadline != nil {
 			d.deadline.Stop()
@@ -180,6 +288,16 @@ func (d *dialing) run(ctx context.Context, ring time.Duration) (*Call, error) {
 				return nil, d.cancelError(408, "Request Timeout")
 			}
 			return nil, &Error{Kind: ErrUnreachable, Reason: "no response", Canceled: d.cancelling, cause: d.tx.Err()}
+		case <-silence:
+			if d.responded || d.cancelling {
+				continue
+			}
+			// Not even a 100 Trying: the trunk is down. There is nothing
+			// to CANCEL (§9.1); a 2xx that still comes gets ACK and BYE.
+			d.tx.Terminate()
+			d.ua.abandon(d.inv)
+			d.log.Info("sip: no response from trunk", "after", d.out.noResponse)
+			return nil, &Error{Kind: ErrUnreachable, Reason: fmt.Sprintf("no response within %s", d.out.noResponse)}
 		case <-ringTimer.C:
 			d.log.Info("sip: ring timeout, cancelling", "ring_timeout", ring)
 			d.startCancel(ErrNoAnswer)
@@ -227,26 +345,33 @@ func (d *dialing) onResponse(ctx context.Context, res *sip.Response) (call *Call
 
 	case res.IsSuccess():
 		dlg := newDialog(d.inv, res)
+		dlg.transport, dlg.tls = d.out.fallback(), d.out.tls
 		if d.cancelling {
 			// The 2xx crossed our CANCEL: the callee is in a dialog we no
 			// longer want. ACK it (§13.2.2.4) and end it with BYE (§15).
 			d.log.Info("sip: 2xx crossed CANCEL; sending ACK and BYE", "sip_status", res.StatusCode)
-			d.tx.OnRetransmission(func(r *sip.Response) {
-				if r.IsSuccess() {
-					_ = d.ua.cli.WriteRequest(dlg.ack(d.ua), d.ua.finish)
-				}
-			})
 			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.ua.cfg.CancelWait)
 			defer cancel()
-			d.ua.endUnwanted(bctx, d.inv, res)
+			ack := dlg.ack(d.ua)
+			if err := d.ua.prepare(bctx, ack, dlg.transport, dlg.tls); err == nil {
+				d.tx.OnRetransmission(func(r *sip.Response) {
+					if r.IsSuccess() {
+						_ = d.ua.cli.WriteRequest(ack.Clone(), d.ua.finish)
+					}
+				})
+			}
+			d.ua.endUnwanted(bctx, dlg)
 			return nil, d.cancelError(487, "Request Terminated"), true
 		}
 		c := newCall(d.ua, dlg, res, d.early)
+		c.trunk, c.onEnd = d.out.cfg, d.out.onEnd
 		if !d.ua.register(c) {
 			return nil, ErrClosed, true
 		}
 		ack := dlg.ack(d.ua)
-		if err := d.ua.cli.WriteRequest(ack, d.ua.finish); err != nil {
+		if err := d.ua.prepare(ctx, ack, dlg.transport, dlg.tls); err != nil {
+			d.log.Warn("sip: ACK not sent", "error", err)
+		} else if err := d.ua.cli.WriteRequest(ack, d.ua.finish); err != nil {
 			// The 2xx will be retransmitted and ACKed again from the hook.
 			d.log.Warn("sip: ACK failed", "error", err)
 		}
@@ -258,7 +383,8 @@ func (d *dialing) onResponse(ctx context.Context, res *sip.Response) (call *Call
 
 	default:
 		if (res.StatusCode == 401 || res.StatusCode == 407) && !d.cancelling {
-			if d.ua.cfg.Username == "" || d.authed {
+			if d.out.creds.username == "" || d.authed >= 2 || (d.authed == 1 && !staleChallenge(res)) {
+				d.log.Info("sip: call failed", "sip_status", res.StatusCode)
 				return nil, &Error{Status: res.StatusCode, Reason: res.Reason, Kind: ErrAuth}, true
 			}
 			if err := d.answerChallenge(ctx, res); err != nil {
@@ -279,13 +405,18 @@ func (d *dialing) onResponse(ctx context.Context, res *sip.Response) (call *Call
 // Authorization or Proxy-Authorization, CSeq+1 and a new branch, in a new
 // client transaction. The old transaction already ACKed the challenge.
 func (d *dialing) answerChallenge(ctx context.Context, res *sip.Response) error {
-	d.authed = true
+	d.authed++
 	// Clone: the old transaction still owns (and may read) d.inv.
 	inv := d.inv.Clone()
-	tx, err := d.ua.cli.TransactionDigestAuth(ctx, inv, res, sipgo.DigestAuth{
-		Username: d.ua.cfg.Username,
-		Password: d.ua.cfg.Password,
-	})
+	if err := d.out.creds.authorize(inv, res); err != nil {
+		return err
+	}
+	inv.CSeq().SeqNo++
+	inv.RemoveHeader("Via")
+	if err := d.ua.prepare(ctx, inv, d.out.fallback(), d.out.tls); err != nil {
+		return err
+	}
+	tx, err := d.ua.cli.TransactionRequest(ctx, inv, d.ua.finish)
 	if err != nil {
 		return err
 	}
@@ -335,6 +466,9 @@ func (d *dialing) sendCancel() {
 	}
 	c.AppendHeader(sip.NewHeader("User-Agent", d.ua.cfg.UserAgent))
 	c.SetBody(nil)
+	// Same hop as the INVITE: its transport and resolved destination.
+	c.SetTransport(inv.Transport())
+	c.SetDestination(inv.Destination())
 
 	ua, log := d.ua, d.log
 	ua.mu.Lock()

@@ -1,6 +1,8 @@
 package sip
 
 import (
+	"crypto/tls"
+
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -36,6 +38,8 @@ type dialog struct {
 	target     sip.Uri            // remote target: Contact of the 2xx
 	routes     []*sip.RouteHeader // route set: Record-Route of the 2xx, reversed
 	inviteCSeq uint32
+	transport  Transport   // of the INVITE: for a route or target URI without a transport parameter
+	tls        *tls.Config // for a TLS hop; nil verifies against the system roots
 }
 
 // newDialog builds the dialog state from our INVITE and the 2xx that

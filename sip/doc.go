@@ -8,10 +8,22 @@
 // the ACK, rejections, CANCEL, and BYE from either side; the virtual phones of
 // the load tester are built on it.
 //
-// It owns the SIP signalling socket and the dialogs on it. It does not own
-// media: the SDP offer is built, and the answer parsed, by package media; the
-// RTP stream is none of this package's business. It imports no other package
-// of the project.
+// Calls leave over UDP, TCP or TLS (RFC 3261 §18, §26; certificates are
+// verified, with a custom CA if configured, and nothing ever falls back to
+// cleartext). Trunks adds what peering with carriers needs: several trunks
+// with priorities and weights, registration with digest authentication
+// (RFC 3261 §10, §22), OPTIONS health probes, failover when a trunk (not the
+// callee) fails, per-trunk caller ID, P-Asserted-Identity and Privacy
+// (RFC 3325, RFC 3323), outbound proxy, number rewriting, channel and
+// calls-per-second limits. DTMF sent in SIP INFO (RFC 6086) reaches
+// Call.Digits. Config.Trace logs every message with credentials redacted.
+//
+// It owns the SIP signalling sockets and connections and the dialogs on
+// them. It does not own media: the SDP offer is built, and the answer parsed,
+// by package media; the RTP stream is none of this package's business. Codec
+// order, DTMF mode and digits to send after the answer are carried in
+// TrunkConfig for the call script, not used here. It imports no other
+// package of the project.
 //
 // Each UA owns its own sipgo UserAgent, transport and transaction layers, so
 // several UAs in one process do not share state. The package never changes

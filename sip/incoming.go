@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -205,7 +206,9 @@ func (in *Incoming) Answer(ctx context.Context, sdp []byte) (*Call, error) {
 		return nil, err
 	}
 	res := in.response(200, "OK", sdp)
-	c := newIncomingCall(in.ua, newUASDialog(in.req, in.localTag), sdp)
+	d := newUASDialog(in.req, in.localTag)
+	d.transport = Transport(strings.ToLower(in.req.Transport()))
+	c := newIncomingCall(in.ua, d, sdp)
 	acked := make(chan struct{})
 	if !in.ua.registerIncoming(c, acked) {
 		close(in.final)
@@ -312,6 +315,7 @@ func newIncomingCall(ua *UA, d *dialog, answer []byte) *Call {
 		answer: append([]byte(nil), answer...),
 		status: 200,
 		done:   make(chan struct{}),
+		digits: make(chan InfoDigit, digitQueue),
 	}
 }
 

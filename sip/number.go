@@ -30,28 +30,74 @@ func ValidateE164(s string) error {
 	return nil
 }
 
-// Trunk is the SIP peer calls are sent to: the operator's SBC or proxy. Only
-// UDP is supported for now.
-type Trunk struct {
-	// Host is an IP literal or a DNS name (resolved with A/AAAA records).
-	Host string
-	// Port is the UDP port; ParseTrunk sets 5060 when none is given.
-	Port int
+// Transport is the transport protocol of a SIP hop (RFC 3261 §18).
+type Transport string
+
+// The transports a Trunk can use. The zero Transport means TransportUDP.
+const (
+	TransportUDP Transport = "udp"
+	TransportTCP Transport = "tcp"
+	// TransportTLS is TCP with TLS (RFC 3261 §26.2): the peer's certificate
+	// is verified (see TLSConfig); there is never a fallback to cleartext.
+	TransportTLS Transport = "tls"
+)
+
+// orUDP returns t, or TransportUDP when t is empty.
+func (t Transport) orUDP() Transport {
+	if t == "" {
+		return TransportUDP
+	}
+	return t
 }
 
-// ParseTrunk parses "sip:host[:port][;transport=udp]" or "host[:port]". IPv6
-// literals must be bracketed ("[2001:db8::1]:5060"). A transport other than
-// udp, a user part, other URI parameters or characters that could not appear
-// in a host name are rejected.
+// upper is the transport as sipgo and the Via header spell it.
+func (t Transport) upper() string { return strings.ToUpper(string(t.orUDP())) }
+
+func (t Transport) valid() bool {
+	switch t {
+	case "", TransportUDP, TransportTCP, TransportTLS:
+		return true
+	}
+	return false
+}
+
+// defaultPort is the port of a URI without one (RFC 3263 §4.2): 5061 for
+// TLS, 5060 otherwise.
+func (t Transport) defaultPort() int {
+	if t == TransportTLS {
+		return 5061
+	}
+	return 5060
+}
+
+// Trunk is the SIP peer calls are sent to: the operator's SBC or proxy.
+type Trunk struct {
+	// Host is an IP literal or a DNS name (resolved with A/AAAA records,
+	// IPv4 preferred; SRV and NAPTR records are not consulted).
+	Host string
+	// Port is the port; ParseTrunk sets 5060 (5061 for TLS) when none is
+	// given.
+	Port int
+	// Transport is how requests reach the trunk. If empty, UDP is used.
+	Transport Transport
+}
+
+// ParseTrunk parses "sip:host[:port][;transport=udp|tcp|tls]",
+// "sips:host[:port]" (TLS, RFC 3261 §19.1) or "host[:port]". The default
+// port is 5060, or 5061 for TLS (RFC 3263 §4.2). IPv6 literals must be
+// bracketed ("[2001:db8::1]:5060"). A user part, URI parameters other than
+// transport, a sips URI with a transport other than tls, or characters that
+// could not appear in a host name are rejected.
 func ParseTrunk(s string) (Trunk, error) {
 	orig := s
 	bad := func(why string) (Trunk, error) {
 		return Trunk{}, fmt.Errorf("sip: invalid trunk %q: %s", orig, why)
 	}
-	if strings.HasPrefix(strings.ToLower(s), "sips:") {
-		return bad("sips (TLS) is not supported")
-	}
-	if len(s) >= 4 && strings.EqualFold(s[:4], "sip:") {
+	transport := Transport("")
+	switch {
+	case len(s) >= 5 && strings.EqualFold(s[:5], "sips:"):
+		s, transport = s[5:], TransportTLS
+	case len(s) >= 4 && strings.EqualFold(s[:4], "sip:"):
 		s = s[4:]
 	}
 	if s == "" {
@@ -67,12 +113,17 @@ func ParseTrunk(s string) (Trunk, error) {
 			if !strings.EqualFold(k, "transport") {
 				return bad("only the transport parameter is allowed")
 			}
-			if !strings.EqualFold(v, "udp") {
-				return bad("only transport=udp is supported")
+			t := Transport(strings.ToLower(v))
+			if t == "" || !t.valid() {
+				return bad("transport must be udp, tcp or tls")
 			}
+			if transport == TransportTLS && t != TransportTLS {
+				return bad("a sips URI needs transport tls")
+			}
+			transport = t
 		}
 	}
-	host, port := hostport, 5060
+	host, port := hostport, transport.defaultPort()
 	if h, p, err := net.SplitHostPort(hostport); err == nil {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
@@ -85,11 +136,21 @@ func ParseTrunk(s string) (Trunk, error) {
 	if !validHost(host) {
 		return bad("malformed host")
 	}
-	return Trunk{Host: host, Port: port}, nil
+	if transport == TransportUDP {
+		transport = ""
+	}
+	return Trunk{Host: host, Port: port, Transport: transport}, nil
 }
 
-// String returns the trunk as a SIP URI, "sip:host:port".
+// String returns the trunk as a SIP URI: "sip:host:port" for UDP,
+// "sip:host:port;transport=tcp" for TCP and "sips:host:port" for TLS.
 func (t Trunk) String() string {
+	switch t.Transport.orUDP() {
+	case TransportTLS:
+		return "sips:" + t.hostport()
+	case TransportTCP:
+		return "sip:" + t.hostport() + ";transport=tcp"
+	}
 	return "sip:" + t.hostport()
 }
 
@@ -97,22 +158,41 @@ func (t Trunk) hostport() string {
 	return net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
 }
 
+// uriParams is the transport parameter a URI towards t carries: none for
+// UDP, ";transport=tcp" or ";transport=tls" otherwise.
+func (t Trunk) uriParams() string {
+	if tr := t.Transport.orUDP(); tr != TransportUDP {
+		return ";transport=" + string(tr)
+	}
+	return ""
+}
+
 // RequestURI builds the Request-URI "sip:<number>@host:port" for a call to
-// number through t (RFC 3261 §19.1). number is validated again with
-// ValidateE164, and t must hold a valid host and port.
+// number through t (RFC 3261 §19.1), with ";transport=tcp" or
+// ";transport=tls" for those transports. number is validated again with
+// ValidateE164, and t must hold a valid host, port and transport.
 func (t Trunk) RequestURI(number string) (string, error) {
 	if err := ValidateE164(number); err != nil {
 		return "", err
 	}
+	return t.requestURI(number)
+}
+
+// requestURI is RequestURI for a user part already validated (an E.164
+// number, or one rewritten by Rewrite.Apply).
+func (t Trunk) requestURI(user string) (string, error) {
 	if err := t.validate(); err != nil {
 		return "", err
 	}
-	return "sip:" + number + "@" + t.hostport(), nil
+	return "sip:" + user + "@" + t.hostport() + t.uriParams(), nil
 }
 
 func (t Trunk) validate() error {
 	if !validHost(t.Host) || t.Port < 1 || t.Port > 65535 {
 		return fmt.Errorf("sip: invalid trunk %q port %d", t.Host, t.Port)
+	}
+	if !t.Transport.valid() {
+		return fmt.Errorf("sip: invalid trunk transport %q", string(t.Transport))
 	}
 	return nil
 }

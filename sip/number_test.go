@@ -86,17 +86,24 @@ func TestParseTrunk(t *testing.T) {
 		want Trunk
 		ok   bool
 	}{
-		{"sip:127.0.0.1:5060", Trunk{"127.0.0.1", 5060}, true},
-		{"127.0.0.1:5080", Trunk{"127.0.0.1", 5080}, true},
-		{"sip:trunk.example.com", Trunk{"trunk.example.com", 5060}, true},
-		{"trunk.example.com", Trunk{"trunk.example.com", 5060}, true},
-		{"SIP:trunk.example.com:5062", Trunk{"trunk.example.com", 5062}, true},
-		{"sip:10.0.0.1:5060;transport=udp", Trunk{"10.0.0.1", 5060}, true},
-		{"sip:10.0.0.1;transport=UDP", Trunk{"10.0.0.1", 5060}, true},
-		{"[2001:db8::1]:5060", Trunk{"2001:db8::1", 5060}, true},
-		{"sip:10.0.0.1:5060;transport=tcp", Trunk{}, false},
-		{"sip:10.0.0.1;transport=tls", Trunk{}, false},
-		{"sips:10.0.0.1", Trunk{}, false},
+		{"sip:127.0.0.1:5060", Trunk{Host: "127.0.0.1", Port: 5060}, true},
+		{"127.0.0.1:5080", Trunk{Host: "127.0.0.1", Port: 5080}, true},
+		{"sip:trunk.example.com", Trunk{Host: "trunk.example.com", Port: 5060}, true},
+		{"trunk.example.com", Trunk{Host: "trunk.example.com", Port: 5060}, true},
+		{"SIP:trunk.example.com:5062", Trunk{Host: "trunk.example.com", Port: 5062}, true},
+		{"sip:10.0.0.1:5060;transport=udp", Trunk{Host: "10.0.0.1", Port: 5060}, true},
+		{"sip:10.0.0.1;transport=UDP", Trunk{Host: "10.0.0.1", Port: 5060}, true},
+		{"[2001:db8::1]:5060", Trunk{Host: "2001:db8::1", Port: 5060}, true},
+		{"sip:10.0.0.1:5060;transport=tcp", Trunk{Host: "10.0.0.1", Port: 5060, Transport: TransportTCP}, true},
+		{"sip:10.0.0.1;transport=TCP", Trunk{Host: "10.0.0.1", Port: 5060, Transport: TransportTCP}, true},
+		{"sip:10.0.0.1;transport=tls", Trunk{Host: "10.0.0.1", Port: 5061, Transport: TransportTLS}, true},
+		{"sips:10.0.0.1", Trunk{Host: "10.0.0.1", Port: 5061, Transport: TransportTLS}, true},
+		{"SIPS:sbc.example:5071", Trunk{Host: "sbc.example", Port: 5071, Transport: TransportTLS}, true},
+		{"sips:10.0.0.1;transport=tls", Trunk{Host: "10.0.0.1", Port: 5061, Transport: TransportTLS}, true},
+		{"sips:10.0.0.1;transport=udp", Trunk{}, false},
+		{"sips:10.0.0.1;transport=tcp", Trunk{}, false},
+		{"sip:10.0.0.1;transport=sctp", Trunk{}, false},
+		{"sip:10.0.0.1;transport=", Trunk{}, false},
 		{"sip:10.0.0.1;lr", Trunk{}, false},
 		{"sip:user@10.0.0.1", Trunk{}, false},
 		{"", Trunk{}, false},
@@ -127,7 +134,7 @@ func TestParseTrunk(t *testing.T) {
 }
 
 func FuzzParseTrunk(f *testing.F) {
-	for _, s := range []string{"sip:127.0.0.1:5060", "[::1]:5060", "a.b;transport=udp", "sip:@;=", "[::1"} {
+	for _, s := range []string{"sip:127.0.0.1:5060", "[::1]:5060", "a.b;transport=udp", "sip:@;=", "[::1", "sips:a.b", "sip:a.b;transport=TLS", "a:1;transport=tcp"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -138,7 +145,34 @@ func FuzzParseTrunk(f *testing.F) {
 		if _, err := tr.RequestURI("+15551234567"); err != nil {
 			t.Fatalf("ParseTrunk(%q) = %+v, but RequestURI fails: %v", s, tr, err)
 		}
+		back, err := ParseTrunk(tr.String())
+		if err != nil || back != tr {
+			t.Fatalf("ParseTrunk(%q) = %+v; its String %q parses to %+v, %v", s, tr, tr.String(), back, err)
+		}
 	})
+}
+
+func TestTrunkStringAndRequestURIByTransport(t *testing.T) {
+	tests := []struct {
+		in, str, ruri string
+	}{
+		{"sip:10.0.0.1", "sip:10.0.0.1:5060", "sip:+15551234567@10.0.0.1:5060"},
+		{"sip:10.0.0.1:5070;transport=tcp", "sip:10.0.0.1:5070;transport=tcp", "sip:+15551234567@10.0.0.1:5070;transport=tcp"},
+		{"sip:sbc.example;transport=tls", "sips:sbc.example:5061", "sip:+15551234567@sbc.example:5061;transport=tls"},
+		{"sips:sbc.example:5071", "sips:sbc.example:5071", "sip:+15551234567@sbc.example:5071;transport=tls"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			tr, err := ParseTrunk(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ruri, err := tr.RequestURI("+15551234567")
+			if tr.String() != tt.str || ruri != tt.ruri || err != nil {
+				t.Errorf("String %q, RequestURI %q, %v; want %q, %q", tr.String(), ruri, err, tt.str, tt.ruri)
+			}
+		})
+	}
 }
 
 func TestRequestURI(t *testing.T) {

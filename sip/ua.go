@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,8 +36,9 @@ const strayWindow = 32 * time.Second
 
 // Config configures a UA. The zero value is usable: a UA on an ephemeral
 // loopback port. The UA owns one UDP socket which is both the listening socket
-// and the source of every request it sends (Via with rport, RFC 3581), so
-// peers reply to the address they see.
+// and the source of every request it sends over UDP (Via with rport,
+// RFC 3581), so peers reply to the address they see. Requests to TCP and TLS
+// trunks go over connections the UA dials (see ListenTCP).
 type Config struct {
 	// ListenAddr is the UDP "host:port" to bind. If empty, "127.0.0.1:0" (an
 	// ephemeral loopback port) is used.
@@ -62,9 +64,30 @@ type Config struct {
 	// final response to the INVITE (normally 487), and how long it waits for
 	// the BYE that ends a 2xx which crossed the CANCEL. If zero, 4s is used.
 	CancelWait time.Duration
-	// Logger receives the UA's logs. If nil, logs are discarded. Passwords,
-	// Authorization headers and message bodies are never logged.
+	// Logger receives the UA's logs. If nil, logs are discarded. Passwords
+	// and Authorization header values are never logged; message bodies only
+	// with Trace.
 	Logger *slog.Logger
+	// ListenTCP, if set, is a TCP "host:port" on which the UA also accepts
+	// SIP connections (RFC 3261 §18); Contact and Via of requests sent over
+	// TCP then carry its port. Outbound TCP to a trunk works without it: the
+	// UA dials the trunk and advertises that connection's local address, so
+	// the trunk's requests come back over the same connection. If empty, no
+	// TCP listener is opened.
+	ListenTCP string
+	// ListenTLS is the same for TLS; it needs TLSCertFile and TLSKeyFile.
+	// If empty, no TLS listener is opened.
+	ListenTLS string
+	// TLSCertFile and TLSKeyFile are the PEM certificate chain and key the
+	// ListenTLS listener presents. Unused without ListenTLS.
+	TLSCertFile string
+	TLSKeyFile  string
+	// Trace logs every SIP message this UA sends or receives, in full, at
+	// info level ("sip: trace sent" / "sip: trace received", attribute
+	// sip_message), with Authorization and Proxy-Authorization values
+	// replaced by "[redacted]". It is for debugging a trunk: bodies and
+	// numbers are logged. If false, messages are not logged.
+	Trace bool
 	// OnInvite, if set, makes the UA accept incoming calls: it is called
 	// once for each new INVITE (not for retransmissions), on a goroutine of
 	// its own, with the call to ring, answer or reject (see Incoming). It
@@ -81,6 +104,7 @@ type UA struct {
 	cfg    Config
 	log    *slog.Logger
 	conn   *net.UDPConn
+	pconn  net.PacketConn // conn, traced when Config.Trace is set
 	laddr  netip.AddrPort
 	via    sip.Addr // host:port advertised in Via and Contact
 	sendAt sip.Addr // local address every request is sent from
@@ -91,21 +115,25 @@ type UA struct {
 
 	contact sip.ContactHeader
 
+	streams map[Transport]*stream // tcp and tls; immutable after NewUA
+	tracer  *tracer               // nil unless Config.Trace
+
 	bg       context.Context // cancelled by Close; parent of background work
 	bgCancel context.CancelFunc
-	served   chan struct{} // closed when the read loop returns
+	serving  sync.WaitGroup // the read loops of every transport
 	wg       sync.WaitGroup
 
-	mu        sync.Mutex // guards closed, calls, abandoned, acks
+	mu        sync.Mutex // guards closed, calls, abandoned, acks, dials
 	closed    bool
+	dials     map[string]*pendingDial // stream connections being dialled, by "transport ip:port"
 	calls     map[dialogKey]*Call
 	abandoned map[string]*sip.Request     // Call-ID → INVITE given up without a final response
 	acks      map[dialogKey]chan struct{} // answered incoming calls awaiting ACK; closed when it arrives
 }
 
-// NewUA validates cfg, binds the UDP socket and starts serving it. The
-// socket is bound before NewUA returns, so LocalAddr is known. The caller
-// must Close the UA.
+// NewUA validates cfg, binds the UDP socket (and the optional TCP and TLS
+// listeners) and starts serving them. The socket is bound before NewUA
+// returns, so LocalAddr is known. The caller must Close the UA.
 func NewUA(cfg Config) (*UA, error) {
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = DefaultListenAddr
@@ -167,12 +195,17 @@ func NewUA(cfg Config) (*UA, error) {
 		log:       log,
 		conn:      conn,
 		laddr:     ap,
+		pconn:     conn,
 		via:       sip.Addr{Hostname: host, Port: int(ap.Port())},
 		sendAt:    sip.Addr{IP: net.IP(ap.Addr().AsSlice()), Port: int(ap.Port()), Hostname: ap.Addr().String()},
-		served:    make(chan struct{}),
 		calls:     make(map[dialogKey]*Call),
 		abandoned: make(map[string]*sip.Request),
 		acks:      make(map[dialogKey]chan struct{}),
+		dials:     make(map[string]*pendingDial),
+	}
+	if cfg.Trace {
+		ua.tracer = &tracer{log: log}
+		ua.pconn = tracePacketConn{PacketConn: conn, tr: ua.tracer}
 	}
 	ua.bg, ua.bgCancel = context.WithCancel(context.Background())
 	ua.contact = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: cfg.FromUser, Host: host, Port: int(ap.Port())}}
@@ -205,6 +238,15 @@ func NewUA(cfg Config) (*UA, error) {
 		conn.Close()
 		return nil, fmt.Errorf("sip: %w", err)
 	}
+	if ua.tracer != nil {
+		// Registered before any transport serves, so no read races it.
+		ua.sua.TransportLayer().OnMessage(ua.tracer.received)
+	}
+	if err := ua.openStreams(cfg); err != nil {
+		ua.sua.Close()
+		conn.Close()
+		return nil, err
+	}
 	ua.srv.OnBye(ua.onBye)
 	ua.srv.OnInfo(ua.onInfo)
 	ua.srv.OnOptions(ua.onOptions)
@@ -219,14 +261,16 @@ func NewUA(cfg Config) (*UA, error) {
 	// ServeUDP adds it from its own goroutine, so add it now to close the
 	// race with a Dial right after NewUA.
 	ua.sua.TransportLayer().Pool("udp").Add(ua.sendAt.String(), &sip.UDPConnection{
-		PacketConn: conn, PacketAddr: conn.LocalAddr().String(), Listener: true,
+		PacketConn: ua.pconn, PacketAddr: conn.LocalAddr().String(), Listener: true,
 	})
+	ua.serving.Add(1)
 	go func() {
-		defer close(ua.served)
-		if err := ua.srv.ServeUDP(conn); err != nil {
+		defer ua.serving.Done()
+		if err := ua.srv.ServeUDP(ua.pconn); err != nil {
 			log.Error("sip: serve", "error", err)
 		}
 	}()
+	ua.serveStreams()
 	log.Debug("sip: user agent listening", "addr", ap.String())
 	return ua, nil
 }
@@ -255,11 +299,12 @@ func (ua *UA) Close() error {
 		c.end("local")
 	}
 	ua.bgCancel()
+	ua.closeStreams()
 	err := ua.sua.Close()
 	if cerr := ua.conn.Close(); err == nil {
 		err = cerr
 	}
-	<-ua.served
+	ua.serving.Wait()
 	ua.wg.Wait()
 	return err
 }
@@ -272,7 +317,8 @@ func (ua *UA) isClosed() bool {
 
 // finish is the sipgo request option for every request this UA sends: a Via
 // with our advertised address, a fresh branch and rport (RFC 3261 §8.1.1.7,
-// RFC 3581) unless one is set, and the listening socket as source.
+// RFC 3581) unless one is set (prepare sets it for TCP and TLS), and, over
+// UDP, the listening socket as source.
 func (ua *UA) finish(_ *sipgo.Client, r *sip.Request) error {
 	if r.Via() == nil {
 		via := &sip.ViaHeader{
@@ -287,7 +333,9 @@ func (ua *UA) finish(_ *sipgo.Client, r *sip.Request) error {
 		via.Params.Add("rport", "")
 		r.PrependHeader(via)
 	}
-	r.Laddr = ua.sendAt
+	if r.Transport() == "UDP" {
+		r.Laddr = ua.sendAt
+	}
 	if r.ContentLength() == nil {
 		r.SetBody(r.Body())
 	}
@@ -367,21 +415,25 @@ func (ua *UA) goEndStray(inv *sip.Request, res *sip.Response) {
 	if ua.closed {
 		return
 	}
+	d := newDialog(inv, res)
+	d.transport = Transport(strings.ToLower(inv.Transport()))
 	ua.wg.Add(1)
 	go func() {
 		defer ua.wg.Done()
 		ctx, cancel := context.WithTimeout(ua.bg, ua.cfg.CancelWait)
 		defer cancel()
-		ua.endUnwanted(ctx, inv, res)
+		ua.endUnwanted(ctx, d)
 	}()
 }
 
-// endUnwanted ACKs a 2xx to inv and then sends BYE in the dialog it created,
+// endUnwanted ACKs the 2xx that created d and then sends BYE in it,
 // waiting for the BYE's final response until ctx ends.
-func (ua *UA) endUnwanted(ctx context.Context, inv *sip.Request, res *sip.Response) {
-	d := newDialog(inv, res)
+func (ua *UA) endUnwanted(ctx context.Context, d *dialog) {
 	log := ua.log.With("call_id", d.callID)
-	if err := ua.cli.WriteRequest(d.ack(ua), ua.finish); err != nil {
+	ack := d.ack(ua)
+	if err := ua.prepare(ctx, ack, d.transport, d.tls); err != nil {
+		log.Warn("sip: ACK for unwanted 2xx failed", "error", err)
+	} else if err := ua.cli.WriteRequest(ack, ua.finish); err != nil {
 		log.Warn("sip: ACK for unwanted 2xx failed", "error", err)
 	}
 	status, err := ua.sendBye(ctx, d, d.inviteCSeq+1)
@@ -396,6 +448,9 @@ func (ua *UA) endUnwanted(ctx context.Context, inv *sip.Request, res *sip.Respon
 // until ctx ends or the transaction times out.
 func (ua *UA) sendBye(ctx context.Context, d *dialog, cseq uint32) (int, error) {
 	bye := d.request(ua, sip.BYE, cseq)
+	if err := ua.prepare(ctx, bye, d.transport, d.tls); err != nil {
+		return 0, err
+	}
 	res, err := ua.cli.Do(ctx, bye, ua.finish)
 	if err != nil {
 		return 0, err
@@ -428,13 +483,44 @@ func (ua *UA) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
-// onInfo answers 200 to INFO within a dialog (RFC 6086 §4.2.2), 481 outside.
+// dtmfAccept lists the INFO bodies this UA understands.
+const dtmfAccept = "application/dtmf-relay, application/dtmf"
+
+// onInfo answers INFO (RFC 6086 §4.2.2): 481 outside a dialog; 200 for an
+// INFO without a body; for a DTMF body (application/dtmf-relay or
+// application/dtmf), 200 and the digit goes to Call.Digits, or 400 if the
+// body does not parse (no digit); 415 with Accept for any other body
+// (RFC 6086 §4.2.2, RFC 3261 §21.4.13). Retransmissions are absorbed by the
+// server transaction, so one INFO yields at most one digit.
 func (ua *UA) onInfo(req *sip.Request, tx sip.ServerTransaction) {
-	if ua.lookup(req) == nil {
+	c := ua.lookup(req)
+	if c == nil {
 		ua.respond(req, tx, 481, "Call/Transaction Does Not Exist")
 		return
 	}
+	body := req.Body()
+	if len(body) == 0 {
+		ua.respond(req, tx, 200, "OK")
+		return
+	}
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = h.Value()
+	}
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	if mt != "application/dtmf-relay" && mt != "application/dtmf" {
+		ua.respond(req, tx, 415, "Unsupported Media Type", sip.NewHeader("Accept", dtmfAccept))
+		return
+	}
+	digit, dur, err := ParseDTMFInfo(ct, body)
+	if err != nil {
+		ua.log.Info("sip: INFO with a bad DTMF body", "call_id", c.callID, "error", err)
+		ua.respond(req, tx, 400, "Bad DTMF Body")
+		return
+	}
 	ua.respond(req, tx, 200, "OK")
+	c.deliverDigit(InfoDigit{Digit: digit, At: time.Now(), Duration: dur})
 }
 
 // onOptions answers OPTIONS with 200 and our capabilities (RFC 3261 §11.2).

@@ -156,7 +156,7 @@ func TestDialInvalidNumberSendsNothing(t *testing.T) {
 func TestDialAfterClose(t *testing.T) {
 	ua := newTestUA(t, Config{})
 	ua.Close()
-	_, err := ua.Dial(context.Background(), DialRequest{Trunk: Trunk{"127.0.0.1", 9}, Number: "+15551234567"})
+	_, err := ua.Dial(context.Background(), DialRequest{Trunk: Trunk{Host: "127.0.0.1", Port: 9}, Number: "+15551234567"})
 	if !errors.Is(err, ErrClosed) {
 		t.Fatalf("err = %v, want ErrClosed", err)
 	}
@@ -255,6 +255,53 @@ func TestDialDialog(t *testing.T) {
 	p.send(from, info("nosuchtag", 11))
 	if res := p.readResponse(); res.StatusCode != 481 {
 		t.Errorf("INFO outside dialog got %d", res.StatusCode)
+	}
+
+	// INFO DTMF (RFC 6086): parsed bodies reach Digits, once each even when
+	// the INFO is retransmitted; bad bodies are refused and yield nothing.
+	infoBody := func(cseq int, ctype, body string) string {
+		return fmt.Sprintf("INFO sip:voiceotp@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bKdtmf%d\nFrom: <sip:callee@127.0.0.1>;tag=peer1\nTo: %s;tag=%s\nCall-ID: %s\nCSeq: %d INFO\nMax-Forwards: 70\nContent-Type: %s\nContent-Length: %d\n\n%s",
+			ua.LocalAddr().Port(), p.trunk().Port, cseq, inv.From().Address.String(), ourTag, inv.CallID().Value(), cseq, ctype, len(body), body)
+	}
+	infos := []struct {
+		name, ctype, body string
+		status            int
+		digit             byte
+		dur               time.Duration
+	}{
+		{"dtmf-relay", "application/dtmf-relay", "Signal=#\r\nDuration=250\r\n", 200, '#', 250 * time.Millisecond},
+		{"dtmf", "application/dtmf", "7", 200, '7', 0},
+		{"bad dtmf-relay", "application/dtmf-relay", "Volume=10\r\n", 400, 0, 0},
+		{"other type", "text/plain", "5", 415, 0, 0},
+	}
+	for i, tc := range infos {
+		msg := infoBody(20+i, tc.ctype, tc.body)
+		p.send(from, msg)
+		res := p.readResponse()
+		if res.StatusCode != tc.status {
+			t.Errorf("INFO %s: %d, want %d", tc.name, res.StatusCode, tc.status)
+		}
+		if tc.status == 415 && (res.GetHeader("Accept") == nil || !strings.Contains(res.GetHeader("Accept").Value(), "application/dtmf-relay")) {
+			t.Errorf("415 without Accept:\n%s", res)
+		}
+		if tc.status != 200 {
+			continue
+		}
+		p.send(from, msg) // retransmission: answered again, no second digit
+		p.readResponse()
+		select {
+		case d := <-call.Digits():
+			if d.Digit != tc.digit || d.Duration != tc.dur {
+				t.Errorf("INFO %s: digit %q %s, want %q %s", tc.name, d.Digit, d.Duration, tc.digit, tc.dur)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("INFO %s: no digit", tc.name)
+		}
+	}
+	select {
+	case d := <-call.Digits():
+		t.Errorf("unexpected digit %+v", d)
+	default:
 	}
 
 	// Our BYE.
