@@ -43,8 +43,6 @@ type Config struct {
 	// APIKeys are the accepted bearer tokens. Empty means no authentication,
 	// which the caller must only allow on a loopback listener.
 	APIKeys []string
-	// Trunk is where calls are placed.
-	Trunk sip.Trunk
 	// MaxBodyBytes limits request bodies; 0 => 16 KiB.
 	MaxBodyBytes int64
 	// IdempotencyTTL is how long an Idempotency-Key is remembered; 0 => 24h.
@@ -66,6 +64,8 @@ type Server struct {
 	now   func() time.Time
 	m     *metrics
 	mux   *http.ServeMux
+	// trunks reports the trunks' state for GET /v1/trunks; nil => 404.
+	trunks func() []sip.TrunkStatus
 
 	mu    sync.RWMutex // guards queue
 	queue Enqueuer
@@ -85,6 +85,11 @@ func WithWebhooks(h *webhook.Sender) Option { return func(s *Server) { s.hooks =
 // private registry; /metrics serves reg either way.
 func WithRegistry(reg *prometheus.Registry) Option {
 	return func(s *Server) { s.m = newMetrics(reg) }
+}
+
+// WithTrunks serves GET /v1/trunks from status (e.g. (*sip.Trunks).Status).
+func WithTrunks(status func() []sip.TrunkStatus) Option {
+	return func(s *Server) { s.trunks = status }
 }
 
 // WithClock replaces time.Now, for tests.
@@ -141,6 +146,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /v1/verifications/{id}", s.authed(s.get))
 	s.mux.Handle("POST /v1/verifications/{id}/check", s.authed(s.check))
 	s.mux.Handle("POST /v1/verifications/{id}/cancel", s.authed(s.cancel))
+	s.mux.Handle("GET /v1/trunks", s.authed(s.listTrunks))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -173,4 +179,46 @@ func (s *Server) validKey(token string) bool {
 		ok |= subtle.ConstantTimeCompare(sum[:], k[:])
 	}
 	return ok == 1
+}
+
+// trunkView is one trunk in GET /v1/trunks.
+type trunkView struct {
+	Name            string     `json:"name"`
+	URI             string     `json:"uri"`
+	Transport       string     `json:"transport"`
+	State           string     `json:"state"` // up | down | unknown (not probed)
+	RTTMS           float64    `json:"rtt_ms,omitempty"`
+	LastProbe       *time.Time `json:"last_probe,omitempty"`
+	Register        bool       `json:"register"`
+	Registered      bool       `json:"registered"`
+	RegisterExpires *time.Time `json:"register_expires,omitempty"`
+	ActiveChannels  int        `json:"active_channels"`
+	LastStatus      int        `json:"last_sip_status,omitempty"`
+	LastError       string     `json:"last_error,omitempty"`
+}
+
+func (s *Server) listTrunks(w http.ResponseWriter, r *http.Request) {
+	if s.trunks == nil {
+		writeError(w, http.StatusNotFound, "not_found", "this server has no trunk status")
+		return
+	}
+	out := []trunkView{}
+	for _, t := range s.trunks() {
+		v := trunkView{Name: t.Name, URI: t.URI, Transport: string(t.Transport), State: "unknown",
+			Register: t.Register, Registered: t.Registered, ActiveChannels: t.Active,
+			LastStatus: t.LastStatus, LastError: t.LastError}
+		if t.Probed {
+			v.State = "down"
+			if t.Up {
+				v.State = "up"
+			}
+			v.RTTMS = float64(t.RTT.Microseconds()) / 1000
+			v.LastProbe = timePtr(t.LastProbe)
+		}
+		if t.Registered {
+			v.RegisterExpires = timePtr(t.RegisterExpires)
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"trunks": out})
 }

@@ -86,7 +86,7 @@ func newHarness(t *testing.T, keys ...string) *harness {
 		t.Fatal(err)
 	}
 	logs := &bytes.Buffer{}
-	srv, err := New(svc, Config{APIKeys: keys, Trunk: sip.Trunk{Host: "127.0.0.1", Port: 5080}},
+	srv, err := New(svc, Config{APIKeys: keys},
 		WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
 		WithClock(clock.now), WithWebhooks(webhook.NewSender(webhook.Config{Secret: []byte("whsec_test")})))
 	if err != nil {
@@ -427,8 +427,8 @@ func TestCallRecord(t *testing.T) {
 	id := h.start("+15551234567")
 	j := h.queue.jobs[0]
 	req, err := h.srv.Prepare(context.Background(), j)
-	if err != nil || req.Code != h.code(id) || req.Number != "+15551234567" || req.Trunk.Port != 5080 {
-		t.Fatalf("Prepare: %+v %v", req.Trunk, err)
+	if err != nil || req.Code != h.code(id) || req.Number != "+15551234567" {
+		t.Fatalf("Prepare: %v", err)
 	}
 	t0 := h.clock.now()
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
@@ -518,4 +518,38 @@ func TestUnknownEndpoint(t *testing.T) {
 
 func errorsIsSkip(err error) bool {
 	return err != nil && strings.Contains(err.Error(), dispatch.ErrSkip.Error())
+}
+
+func TestTrunksEndpoint(t *testing.T) {
+	h := newHarness(t)
+	if r := h.do("GET", "/v1/trunks", ""); r.status != 404 {
+		t.Errorf("without trunk status: %d", r.status)
+	}
+	exp := time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)
+	srv, _ := New(h.svc, Config{APIKeys: []string{testKey}}, WithTrunks(func() []sip.TrunkStatus {
+		return []sip.TrunkStatus{
+			{Name: "a", URI: "sip:a.example:5060", Transport: sip.TransportUDP, Probed: true, Up: true, RTT: 12500 * time.Microsecond,
+				LastProbe: exp, Register: true, Registered: true, RegisterExpires: exp, Active: 3, LastStatus: 200},
+			{Name: "b", URI: "sips:b.example:5061", Transport: sip.TransportTLS, Probed: true, LastError: "tls: bad certificate"},
+		}
+	}))
+	h.h = srv.Handler()
+	r := h.do("GET", "/v1/trunks", "")
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	var body struct {
+		Trunks []map[string]any `json:"trunks"`
+	}
+	json.Unmarshal(r.body, &body)
+	if len(body.Trunks) != 2 {
+		t.Fatalf("%s", r.body)
+	}
+	a, b := body.Trunks[0], body.Trunks[1]
+	if a["state"] != "up" || a["rtt_ms"] != 12.5 || a["registered"] != true || a["active_channels"] != 3.0 || a["register_expires"] == nil {
+		t.Errorf("a = %v", a)
+	}
+	if b["state"] != "down" || b["last_error"] != "tls: bad certificate" || b["transport"] != "tls" {
+		t.Errorf("b = %v", b)
+	}
 }

@@ -35,7 +35,7 @@ func (s *Server) Prepare(ctx context.Context, j dispatch.Job) (callflow.Request,
 	}
 	s.m.active.Inc()
 	s.m.queueWait.Observe(s.now().Sub(j.EnqueuedAt).Seconds())
-	return callflow.Request{Trunk: s.cfg.Trunk, Number: j.To, Code: code}, nil
+	return callflow.Request{Number: j.To, Code: code}, nil
 }
 
 // Event records one call event and forwards it as a webhook.
@@ -56,7 +56,7 @@ func applyEvent(c *otp.Call, e callflow.Event) {
 	at := e.At
 	c.Events = append(c.Events, otp.Event{
 		Type: string(e.Type), At: e.At, SIPStatus: e.SIPStatus, Reason: e.Reason, N: e.N,
-		Digit: e.Digit, Accepted: e.Accepted, By: e.By, Cause: e.Cause,
+		Digit: e.Digit, Accepted: e.Accepted, By: e.By, Cause: e.Cause, Source: e.Source, Trunk: e.Trunk,
 	})
 	switch e.Type {
 	case callflow.EventDialing:
@@ -66,7 +66,7 @@ func applyEvent(c *otp.Call, e callflow.Event) {
 			c.Status, c.RingingAt = otp.CallRinging, &at
 		}
 	case callflow.EventAnswered:
-		c.Status, c.AnsweredAt, c.SIPStatus = otp.CallAnswered, &at, e.SIPStatus
+		c.Status, c.AnsweredAt, c.SIPStatus, c.Trunk = otp.CallAnswered, &at, e.SIPStatus, e.Trunk
 	case callflow.EventGatePassed:
 		c.GatePassedAt, c.ChallengeDigitOK = &at, true
 	case callflow.EventCodePlayed:
@@ -87,6 +87,7 @@ func (s *Server) Finish(j dispatch.Job, r *callflow.Result) {
 		c.Status = otp.CallStatus(r.Outcome)
 		c.SIPStatus = r.SIPStatus
 		c.HangupBy, c.HangupCause = r.HangupBy, r.HangupCause
+		c.Trunk = r.Trunk
 		c.DialedAt = timePtr(r.DialedAt)
 		c.RingingAt = timePtr(r.RingingAt)
 		c.AnsweredAt = timePtr(r.AnsweredAt)

@@ -30,6 +30,12 @@ import (
 	"github.com/voiceotp/voiceotp/sip"
 )
 
+// Dialer places INVITEs: *sip.UA (to the request's trunk) and *sip.Trunks
+// (with failover between configured trunks) implement it.
+type Dialer interface {
+	Dial(ctx context.Context, req sip.DialRequest) (*sip.Call, error)
+}
+
 // sipCall is what the script needs of an established SIP dialog; *sip.Call
 // implements it.
 type sipCall interface {
@@ -38,17 +44,19 @@ type sipCall interface {
 	Done() <-chan struct{}
 	Hangup(ctx context.Context) error
 	HangupBy() string
+	Trunk() *sip.TrunkConfig
+	Digits() <-chan sip.InfoDigit
 }
 
-// dialer places the INVITE; the production one wraps *sip.UA, tests use a fake.
+// dialer places the INVITE; the production one wraps a Dialer, tests use a fake.
 type dialer interface {
 	dial(ctx context.Context, req sip.DialRequest) (sipCall, error)
 }
 
-type uaDialer struct{ ua *sip.UA }
+type sipDialer struct{ d Dialer }
 
-func (d uaDialer) dial(ctx context.Context, req sip.DialRequest) (sipCall, error) {
-	c, err := d.ua.Dial(ctx, req)
+func (d sipDialer) dial(ctx context.Context, req sip.DialRequest) (sipCall, error) {
+	c, err := d.d.Dial(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -75,24 +83,29 @@ type Option func(*Runner)
 // number, outcome and sip_status, never the code.
 func WithLogger(l *slog.Logger) Option { return func(r *Runner) { r.log = l } }
 
-// New returns a Runner that dials with ua and speaks from catalog.
-func New(ua *sip.UA, catalog *prompts.Catalog, cfg Config, opts ...Option) (*Runner, error) {
-	if ua == nil || catalog == nil {
-		return nil, errors.New("callflow: a SIP user agent and a prompt catalog are required")
+// New returns a Runner that dials with d (a *sip.UA or *sip.Trunks) and
+// speaks from catalog. When cfg.MediaIP is zero, d's listening address is
+// used if d has one (LocalAddr), else New fails.
+func New(d Dialer, catalog *prompts.Catalog, cfg Config, opts ...Option) (*Runner, error) {
+	if d == nil || catalog == nil {
+		return nil, errors.New("callflow: a SIP dialer and a prompt catalog are required")
 	}
 	ip := cfg.MediaIP
-	if !ip.IsValid() {
-		ip = ua.LocalAddr().Addr()
+	if la, ok := d.(interface{ LocalAddr() netip.AddrPort }); ok && !ip.IsValid() {
+		ip = la.LocalAddr().Addr()
 	}
-	return newRunner(uaDialer{ua}, catalog, cfg, ip, opts...)
+	return newRunner(sipDialer{d}, catalog, cfg, ip, opts...)
 }
 
 func newRunner(d dialer, catalog *prompts.Catalog, cfg Config, mediaIP netip.Addr, opts ...Option) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if !mediaIP.IsValid() || mediaIP.IsUnspecified() {
-		return nil, errors.New("callflow: media IP must be a concrete address to announce in SDP; set MediaIP")
+	if !mediaIP.IsValid() {
+		return nil, errors.New("callflow: no media IP to bind RTP to; set MediaIP")
+	}
+	if announce := cfg.MediaPublicIP; (!announce.IsValid() && mediaIP.IsUnspecified()) || (announce.IsValid() && announce.IsUnspecified()) {
+		return nil, errors.New("callflow: the media IP announced in SDP must be a concrete address; set MediaPublicIP (or a concrete MediaIP)")
 	}
 	r := &Runner{
 		dialer:  d,
@@ -226,7 +239,11 @@ func (c *callState) place(ctx context.Context, req Request) {
 	}
 	defer conn.Close()
 	local, _ := netip.ParseAddrPort(conn.LocalAddr().String())
-	offer := media.Offer{Addr: netip.AddrPortFrom(r.mediaIP, local.Port())}
+	announce := r.cfg.MediaPublicIP
+	if !announce.IsValid() {
+		announce = r.mediaIP
+	}
+	offer := media.Offer{Addr: netip.AddrPortFrom(announce, local.Port()), Codecs: r.cfg.Codecs}
 	offerSDP, err := offer.Marshal()
 	if err != nil {
 		c.end(Failed, "", CauseMediaError, err)
@@ -240,6 +257,13 @@ func (c *callState) place(ctx context.Context, req Request) {
 		Number:      req.Number,
 		Offer:       offerSDP,
 		RingTimeout: r.cfg.RingTimeout,
+		OnAttempt: func(a sip.Attempt) {
+			e := Event{Type: EventAttempt, At: a.At, Trunk: a.Trunk, SIPStatus: a.Status, Reason: a.Reason}
+			if a.FailedOver {
+				e.Cause = "failed_over"
+			}
+			c.emit(e)
+		},
 		OnProgress: func(p sip.Progress) {
 			at := p.At
 			if at.IsZero() {
@@ -261,15 +285,18 @@ func (c *callState) place(ctx context.Context, req Request) {
 	c.res.SIPStatus = 200
 	c.res.SIPReason = "OK"
 	c.res.CallID = call.CallID()
+	if t := call.Trunk(); t != nil {
+		c.res.Trunk = t.Name
+	}
 
 	ans, err := media.ParseAnswer(offer, call.AnswerSDP())
 	if err != nil {
-		c.emit(Event{Type: EventAnswered, SIPStatus: 200, Reason: "unusable SDP answer"})
+		c.emit(Event{Type: EventAnswered, SIPStatus: 200, Trunk: c.res.Trunk, Reason: "unusable SDP answer"})
 		c.hangup(call)
 		c.end(Failed, ByLocal, CauseBadSDP, err)
 		return
 	}
-	c.emit(Event{Type: EventAnswered, SIPStatus: 200,
+	c.emit(Event{Type: EventAnswered, SIPStatus: 200, Trunk: c.res.Trunk,
 		Reason: fmt.Sprintf("%s to %s", ans.Codec.Name, ans.Addr)})
 	c.talk(ctx, req.Code, call, conn, offer, ans)
 }

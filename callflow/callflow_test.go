@@ -1,13 +1,18 @@
 package callflow
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zaf/g711"
 
 	"github.com/voiceotp/voiceotp/prompts"
 	"github.com/voiceotp/voiceotp/sip"
@@ -18,7 +23,9 @@ import (
 // quickly. The SIPp tests in sipp_test.go prove the same against a real peer.
 
 type fakeCall struct {
-	sdp []byte
+	sdp   []byte
+	trunk *sip.TrunkConfig
+	info  chan sip.InfoDigit
 
 	mu      sync.Mutex // guards by, hangups and done closing
 	done    chan struct{}
@@ -29,6 +36,10 @@ type fakeCall struct {
 func (c *fakeCall) CallID() string        { return "fake-call-id" }
 func (c *fakeCall) AnswerSDP() []byte     { return c.sdp }
 func (c *fakeCall) Done() <-chan struct{} { return c.done }
+
+func (c *fakeCall) Trunk() *sip.TrunkConfig { return c.trunk }
+
+func (c *fakeCall) Digits() <-chan sip.InfoDigit { return c.info }
 
 func (c *fakeCall) HangupBy() string {
 	c.mu.Lock()
@@ -60,6 +71,8 @@ func (c *fakeCall) remoteBye() {
 // fakeDialer records dials and answers with sdp, or fails with err.
 type fakeDialer struct {
 	sdp      []byte
+	trunk    *sip.TrunkConfig
+	info     chan sip.InfoDigit
 	err      error
 	progress []sip.Progress
 
@@ -83,7 +96,7 @@ func (d *fakeDialer) dial(ctx context.Context, req sip.DialRequest) (sipCall, er
 	if d.err != nil {
 		return nil, d.err
 	}
-	c := &fakeCall{sdp: d.sdp, done: make(chan struct{})}
+	c := &fakeCall{sdp: d.sdp, trunk: d.trunk, info: d.info, done: make(chan struct{})}
 	d.mu.Lock()
 	d.call = c
 	d.mu.Unlock()
@@ -403,5 +416,166 @@ func TestCanceledBeforeDial(t *testing.T) {
 	res := runUnit(t, unitRunner(t, d, Config{}), ctx)
 	if res.Outcome != Canceled || d.dialCount() != 0 {
 		t.Errorf("outcome %s, dials %d; want canceled and none", res.Outcome, d.dialCount())
+	}
+}
+
+// A key press by SIP INFO opens the gate on a trunk in info mode, and the
+// same press also signalled over RFC 4733 is not counted twice in auto mode.
+func TestDTMFModes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		mode      string
+		rtpPress  bool // the phone presses over RFC 4733
+		infoPress bool // and/or by SIP INFO
+		want      Outcome
+		digits    int // digit events
+	}{
+		{"info opens the gate", "info", false, true, Delivered, 1},
+		{"info mode ignores rfc4733", "info", true, false, NoInput, 0},
+		{"rfc4733 mode ignores info", "rfc4733", false, true, NoInput, 0},
+		{"auto takes either, once", "auto", true, true, Delivered, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := newFakeDialer(nil, nil)
+			d.trunk = &sip.TrunkConfig{Name: "carrier-a", DTMFMode: tt.mode}
+			d.info = make(chan sip.InfoDigit, 1)
+			phone := newPhoneMedia(t, 101, func(n int, _ []byte) (byte, bool) {
+				if n == 5 && tt.infoPress {
+					d.info <- sip.InfoDigit{Digit: '4', At: time.Now()}
+				}
+				return '4', n == 5 && tt.rtpPress
+			})
+			d.sdp = answerSDP(phone.port(), "0 101")
+			cfg := fastConfig(Challenge{Mode: ChallengeFixed, Digit: '4'})
+			cfg.Tries = 1
+			cfg.CodePlays = 1
+			cfg.MaxRepeats = -1
+			res := runUnit(t, unitRunner(t, d, cfg), context.Background())
+			assertOutcome(t, res, tt.want)
+			if n := countEvents(res, EventDigit); n != tt.digits {
+				t.Errorf("%d digit events, want %d: %+v", n, tt.digits, res.Events)
+			}
+			if res.Trunk != "carrier-a" {
+				t.Errorf("trunk %q", res.Trunk)
+			}
+			if e, _ := findEvent(res, EventAnswered); e.Trunk != "carrier-a" {
+				t.Errorf("answered event names trunk %q", e.Trunk)
+			}
+		})
+	}
+}
+
+// A trunk's send_digits go out as RFC 4733 events before the challenge.
+func TestSendDigitsAfterAnswer(t *testing.T) {
+	t.Parallel()
+	phone := newPhoneMedia(t, 101, nil)
+	d := newFakeDialer(answerSDP(phone.port(), "0 101"), nil)
+	d.trunk = &sip.TrunkConfig{Name: "pbx", SendDigits: "1,2"}
+	cfg := fastConfig(Challenge{Mode: ChallengeFixed, Digit: '4'})
+	cfg.Tries = 1
+	res := runUnit(t, unitRunner(t, d, cfg), context.Background())
+	assertOutcome(t, res, NoInput)
+	if _, ok := findEvent(res, EventSentDigits); !ok {
+		t.Fatal("no sent_digits event")
+	}
+	packets, _ := phone.snapshot()
+	var events []byte
+	firstAudio := -1
+	press := string(catalog(t).Frames(prompts.Press, prompts.ULaw)[0])
+	for i, h := range packets {
+		if h.pt == 101 && len(h.payload) == 4 && (len(events) == 0 || events[len(events)-1] != h.payload[0]) {
+			events = append(events, h.payload[0])
+		}
+		if firstAudio < 0 && h.pt == 0 && string(h.payload) == press {
+			firstAudio = i
+		}
+	}
+	if string(events) != "\x01\x02" {
+		t.Errorf("telephone-events sent: %v, want 1 then 2", events)
+	}
+	for i, h := range packets {
+		if h.pt == 101 && i > firstAudio {
+			t.Errorf("a digit was sent after the challenge began (packet %d > %d)", i, firstAudio)
+			break
+		}
+	}
+}
+
+// ulawTone is d seconds of the DTMF key k (Q.23 frequencies) at about
+// -10 dBm0, µ-law encoded in 20 ms frames.
+func ulawTone(k byte, d time.Duration) [][]byte {
+	rows := map[byte]float64{'1': 697, '2': 697, '3': 697, '4': 770, '5': 770, '6': 770, '7': 852, '8': 852, '9': 852, '0': 941}
+	cols := map[byte]float64{'1': 1209, '4': 1209, '7': 1209, '2': 1336, '5': 1336, '8': 1336, '0': 1336, '3': 1477, '6': 1477, '9': 1477}
+	n := int(d / (20 * time.Millisecond))
+	var frames [][]byte
+	for f := 0; f < n; f++ {
+		pcm := make([]byte, 320)
+		for i := 0; i < 160; i++ {
+			t := float64(f*160+i) / 8000
+			v := 7000 * (math.Sin(2*math.Pi*rows[k]*t) + math.Sin(2*math.Pi*cols[k]*t))
+			binary.LittleEndian.PutUint16(pcm[2*i:], uint16(int16(v)))
+		}
+		frames = append(frames, g711.EncodeUlaw(pcm))
+	}
+	return frames
+}
+
+func silenceFrames(n int) [][]byte {
+	f := bytes.Repeat([]byte{0xff}, 160)
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = f
+	}
+	return out
+}
+
+// In-band mode: a tone in the callee's audio opens the gate.
+func TestInbandKeyOpensTheGate(t *testing.T) {
+	t.Parallel()
+	phone := newPhoneMedia(t, 101, nil)
+	phone.onFirstPacket(func(from netip.AddrPort) {
+		frames := append(silenceFrames(25), ulawTone('4', 120*time.Millisecond)...)
+		phone.stream(from, 0, append(frames, silenceFrames(300)...))
+	})
+	d := newFakeDialer(answerSDP(phone.port(), "0"), nil) // no telephone-event
+	d.trunk = &sip.TrunkConfig{Name: "tdm-gw", DTMFMode: "inband"}
+	cfg := fastConfig(Challenge{Mode: ChallengeFixed, Digit: '4'})
+	cfg.Tries = 1
+	cfg.CodePlays = 1
+	cfg.MaxRepeats = -1
+	res := runUnit(t, unitRunner(t, d, cfg), context.Background())
+	assertOutcome(t, res, Delivered)
+	if e, _ := findEvent(res, EventDigit); e.Source != "inband" || e.Digit != "4" {
+		t.Errorf("digit event %+v, want 4 from inband", e)
+	}
+}
+
+// In-band mode: a callee that talks (all the catalog's speech, ~15 s) and
+// presses nothing produces no digit.
+func TestInbandSpeechIsNoKey(t *testing.T) {
+	t.Parallel()
+	cat := catalog(t)
+	var speech [][]byte
+	for _, id := range cat.IDs() {
+		speech = append(speech, cat.Frames(id, prompts.ULaw)...)
+		speech = append(speech, silenceFrames(10)...)
+	}
+	phone := newPhoneMedia(t, 101, nil)
+	phone.onFirstPacket(func(from netip.AddrPort) { phone.stream(from, 0, speech) })
+	d := newFakeDialer(answerSDP(phone.port(), "0"), nil)
+	d.trunk = &sip.TrunkConfig{Name: "tdm-gw", DTMFMode: "inband"}
+	cfg := fastConfig(Challenge{Mode: ChallengeFixed, Digit: '4'})
+	cfg.Tries = 1
+	cfg.KeyTimeout = prompts.Duration(speech)
+	res := runUnit(t, unitRunner(t, d, cfg), context.Background())
+	assertOutcome(t, res, NoInput)
+	if n := countEvents(res, EventDigit); n != 0 {
+		t.Errorf("%d digits detected in speech", n)
+	}
+	if res.Media.PacketsRecv < uint64(len(speech))*9/10 {
+		t.Errorf("only %d of %d speech packets arrived", res.Media.PacketsRecv, len(speech))
 	}
 }

@@ -77,9 +77,18 @@ type Config struct {
 	RepeatWait time.Duration
 	// RTPTimeout ends the call when no RTP arrives from the callee for this long; 0 => 30s, negative => never.
 	RTPTimeout time.Duration
-	// MediaIP is the address our RTP socket binds to and announces in SDP;
-	// zero => the SIP UA's listening address.
+	// MediaIP is the address our RTP socket binds to (and announces in SDP
+	// unless MediaPublicIP is set); zero => the SIP UA's listening address.
 	MediaIP netip.Addr
+	// MediaPublicIP is the address announced in SDP c= when the server sits
+	// behind NAT; zero => MediaIP.
+	MediaPublicIP netip.Addr
+	// Codecs is the offer's codec order; nil => PCMU, PCMA.
+	Codecs []media.Codec
+	// DTMFMode is how keys are received when the trunk does not say:
+	// "rfc4733", "info", "inband" or "auto" (all three, whichever arrives
+	// first, once); "" => auto. A configured trunk's DTMFMode wins.
+	DTMFMode string
 	// Ports is the RTP port range; zero => 10000-20000.
 	Ports media.PortRange
 	// Code shapes how the code is spoken; zero => the prompts defaults (groups of 3).
@@ -130,8 +139,36 @@ func (c Config) Validate() error {
 	if c.CodePlays > 5 {
 		errs = append(errs, errors.New("callflow: code plays must be at most 5"))
 	}
+	if c.DTMFMode != "" {
+		if _, err := parseDTMFMode(c.DTMFMode); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.MaxRepeats > 10 {
 		errs = append(errs, errors.New("callflow: max repeats must be at most 10"))
 	}
 	return errors.Join(errs...)
+}
+
+// dtmfMode is a set of the ways a key press may arrive.
+type dtmfMode struct{ rfc4733, info, inband bool }
+
+func parseDTMFMode(s string) (dtmfMode, error) {
+	switch strings.ToLower(s) {
+	case "", "auto":
+		return dtmfMode{rfc4733: true, info: true, inband: true}, nil
+	case "rfc4733", "rfc2833":
+		return dtmfMode{rfc4733: true}, nil
+	case "info":
+		return dtmfMode{info: true}, nil
+	case "inband":
+		return dtmfMode{inband: true}, nil
+	}
+	return dtmfMode{}, fmt.Errorf("callflow: dtmf mode must be rfc4733, info, inband or auto, not %q", s)
+}
+
+// ValidDTMFMode reports whether s names a DTMF mode ("" is auto).
+func ValidDTMFMode(s string) error {
+	_, err := parseDTMFMode(s)
+	return err
 }

@@ -9,8 +9,10 @@ type EventType string
 // The events of a call, in the order they normally happen.
 const (
 	EventDialing     EventType = "dialing"      // INVITE about to leave
+	EventAttempt     EventType = "attempt"      // a trunk failed to connect the call (Trunk, SIPStatus, Cause "failed_over" when another trunk is tried)
 	EventProvisional EventType = "provisional"  // a 1xx arrived (SIPStatus, Reason)
-	EventAnswered    EventType = "answered"     // 200 OK received and ACKed; media negotiated
+	EventAnswered    EventType = "answered"     // 200 OK received and ACKed; media negotiated (Trunk)
+	EventSentDigits  EventType = "sent_digits"  // the trunk's send_digits were played after the answer
 	EventChallenge   EventType = "challenge"    // the challenge prompt started (N = try, Digit = key asked for)
 	EventNoKey       EventType = "key_timeout"  // no key within the key timeout (N = try)
 	EventDigit       EventType = "digit"        // a key arrived (Digit, Accepted, Reason)
@@ -31,6 +33,10 @@ type Event struct {
 	N int `json:"n,omitempty"`
 	// Digit is the key asked for (challenge) or received (digit).
 	Digit string `json:"digit,omitempty"`
+	// Source says how a received digit arrived: rfc4733, info or inband.
+	Source string `json:"source,omitempty"`
+	// Trunk names the trunk of an attempt or of the answered call.
+	Trunk string `json:"trunk,omitempty"`
 	// Accepted says whether a received digit was the one asked for.
 	Accepted *bool `json:"accepted,omitempty"`
 	// By is "local" or "remote" for hangup events.

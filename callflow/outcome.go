@@ -82,11 +82,13 @@ func outcomeForDialError(ctx context.Context, err error) Outcome {
 // Result is the full account of one call: its outcome, the SIP verdict,
 // timings and every event. It never contains the code.
 type Result struct {
-	Outcome   Outcome `json:"outcome"`
-	Number    string  `json:"to"`
-	CallID    string  `json:"call_id,omitempty"`
-	SIPStatus int     `json:"sip_status,omitempty"`
-	SIPReason string  `json:"sip_reason,omitempty"`
+	Outcome Outcome `json:"outcome"`
+	Number  string  `json:"to"`
+	CallID  string  `json:"call_id,omitempty"`
+	// Trunk names the configured trunk that carried the call, if any.
+	Trunk     string `json:"trunk,omitempty"`
+	SIPStatus int    `json:"sip_status,omitempty"`
+	SIPReason string `json:"sip_reason,omitempty"`
 	// HangupBy is "local" or "remote"; empty when the call was never established
 	// and no CANCEL was sent.
 	HangupBy    string `json:"hangup_by,omitempty"`

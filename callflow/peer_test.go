@@ -230,9 +230,10 @@ type phoneMedia struct {
 	// payload; returning a digit presses it.
 	react func(n int, payload []byte) (digit byte, press bool)
 
-	mu      sync.Mutex // guards packets and pressed
+	mu      sync.Mutex // guards packets, pressed and first
 	packets []heard
 	pressed time.Time
+	first   func(from netip.AddrPort)
 	seq     uint16
 	ts      uint32
 }
@@ -273,7 +274,16 @@ func (p *phoneMedia) run(done chan struct{}) {
 		payload := bytes.Clone(buf[12:sz])
 		p.mu.Lock()
 		p.packets = append(p.packets, heard{at: time.Now(), pt: buf[1] & 0x7f, marker: buf[1]&0x80 != 0, payload: payload})
+		first := p.first
+		if n == 1 {
+			p.first = nil
+		} else {
+			first = nil
+		}
 		p.mu.Unlock()
+		if first != nil {
+			go first(from)
+		}
 		if p.react == nil {
 			continue
 		}
@@ -322,4 +332,35 @@ func (p *phoneMedia) snapshot() ([]heard, time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]heard(nil), p.packets...), p.pressed
+}
+
+// stream sends frames (160-byte G.711, payload type pt) to to, paced at
+// 20 ms, as a phone's own audio.
+func (p *phoneMedia) stream(to netip.AddrPort, pt uint8, frames [][]byte) {
+	seq, ts := uint16(100), uint32(80000)
+	next := time.Now()
+	for _, f := range frames {
+		pkt := make([]byte, 12+len(f))
+		pkt[0] = 0x80
+		pkt[1] = pt
+		binary.BigEndian.PutUint16(pkt[2:], seq)
+		binary.BigEndian.PutUint32(pkt[4:], ts)
+		binary.BigEndian.PutUint32(pkt[8:], 0x0a0b0c0d)
+		copy(pkt[12:], f)
+		if _, err := p.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+			return
+		}
+		seq++
+		ts += 160
+		next = next.Add(20 * time.Millisecond)
+		time.Sleep(time.Until(next))
+	}
+}
+
+// onFirstPacket runs f once, with the sender's address, when the first
+// packet arrives.
+func (p *phoneMedia) onFirstPacket(f func(from netip.AddrPort)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.first = f
 }

@@ -19,6 +19,7 @@ type phrases struct {
 	again     [][]byte     // lead-in of the second play
 	repeat    [][]byte     // "press 1 to hear it again"
 	goodbye   [][]byte
+	pause     [][]byte // 500 ms of silence, a ',' in a trunk's send_digits
 }
 
 func buildPhrases(cat *prompts.Catalog, enc prompts.Encoding) (*phrases, error) {
@@ -42,6 +43,7 @@ func buildPhrases(cat *prompts.Catalog, enc prompts.Encoding) (*phrases, error) 
 		{&p.again, cat.Say(enc).Pause(lead).Prompt(prompts.Again).Pause(2 * lead)},
 		{&p.repeat, cat.Say(enc).Pause(short).Prompt(prompts.Repeat)},
 		{&p.goodbye, cat.Say(enc).Pause(short).Prompt(prompts.Goodbye).Pause(lead)},
+		{&p.pause, cat.Say(enc).Pause(500 * time.Millisecond)},
 	} {
 		f, err := b.say.Frames()
 		if err != nil {

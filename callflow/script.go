@@ -9,6 +9,7 @@ import (
 
 	"github.com/voiceotp/voiceotp/media"
 	"github.com/voiceotp/voiceotp/prompts"
+	"github.com/voiceotp/voiceotp/sip"
 )
 
 // script is the answered part of one call: the gate, the code, the repeats
@@ -22,7 +23,14 @@ type script struct {
 	enc      prompts.Encoding
 	phrases  *phrases
 	mediaErr chan error
+	info     <-chan sip.InfoDigit // SIP INFO key presses; nil unless the DTMF mode allows them
+	last     media.Digit          // the last key press taken, for dedupe across sources
 }
+
+// dedupeWindow: the same key reported by two signalling paths (a gateway
+// that sends both RFC 4733 and SIP INFO, or leaks tones in-band) within this
+// time is one press. Presses of the same key by a person are further apart.
+const dedupeWindow = 300 * time.Millisecond
 
 // wake says why script.wait returned.
 type wake int
@@ -45,9 +53,26 @@ type waited struct {
 // wait blocks until the first of: a digit, played closing (if not nil),
 // timer firing (if not nil), the remote hangup, ctx, or a media failure.
 func (s *script) wait(ctx context.Context, played <-chan struct{}, timer <-chan time.Time) waited {
+	for {
+		w := s.waitOnce(ctx, played, timer)
+		if w.wake != wakeDigit {
+			return w
+		}
+		d := w.digit
+		if d.Digit == s.last.Digit && d.Source != s.last.Source && d.At.Sub(s.last.At).Abs() < dedupeWindow {
+			continue // the same press, signalled twice
+		}
+		s.last = d
+		return w
+	}
+}
+
+func (s *script) waitOnce(ctx context.Context, played <-chan struct{}, timer <-chan time.Time) waited {
 	select {
 	case d := <-s.receiver.Digits():
 		return waited{wake: wakeDigit, digit: d}
+	case d := <-s.info:
+		return waited{wake: wakeDigit, digit: media.Digit{Digit: d.Digit, At: d.At, Source: "info"}}
 	case <-played:
 		return waited{wake: wakePlayed}
 	case <-timer:
@@ -72,21 +97,48 @@ func (c *callState) talk(ctx context.Context, code string, call sipCall, conn *n
 	if ans.HasDTMF && ans.DTMFPayloadType != dtmfPTs[0] {
 		dtmfPTs = append(dtmfPTs, ans.DTMFPayloadType)
 	}
+	modeName, sendDigits := r.cfg.DTMFMode, ""
+	if t := call.Trunk(); t != nil {
+		if t.DTMFMode != "" {
+			modeName = t.DTMFMode
+		}
+		sendDigits = t.SendDigits
+	}
+	mode, err := parseDTMFMode(modeName)
+	if err != nil {
+		c.hangup(call)
+		c.end(Failed, ByLocal, CauseMediaError, err)
+		return
+	}
+	var sendPT uint8
+	if ans.HasDTMF {
+		sendPT = ans.DTMFPayloadType
+	}
 	s := &script{
 		callState: c,
 		call:      call,
 		enc:       enc,
 		phrases:   r.phrases[enc],
 		sender: media.NewSender(conn, ans.Addr, media.SenderConfig{
-			PayloadType: ans.Codec.PayloadType,
-			Silence:     r.catalog.SilenceFrame(enc),
+			PayloadType:     ans.Codec.PayloadType,
+			Silence:         r.catalog.SilenceFrame(enc),
+			DTMFPayloadType: sendPT,
 		}),
 		receiver: media.NewReceiver(conn, media.ReceiverConfig{
 			Remote:            ans.Addr,
 			DTMFPayloadTypes:  dtmfPTs,
+			DisableRFC4733:    !mode.rfc4733,
+			InbandDTMF:        mode.inband,
 			InactivityTimeout: r.cfg.RTPTimeout,
 		}),
 		mediaErr: make(chan error, 2),
+	}
+	if mode.info {
+		s.info = call.Digits()
+	}
+	if sendDigits != "" && sendPT == 0 {
+		c.emit(Event{Type: EventSentDigits, Reason: "not sent: the answer has no telephone-event"})
+		sendDigits = ""
 	}
 
 	mediaCtx, stopMedia := context.WithCancel(context.Background())
@@ -102,7 +154,7 @@ func (c *callState) talk(ctx context.Context, code string, call sipCall, conn *n
 	}
 
 	talkCtx, cancel := context.WithTimeout(ctx, r.cfg.MaxCallDuration)
-	outcome, by, cause, err := s.run(talkCtx, ctx, code)
+	outcome, by, cause, err := s.run(talkCtx, ctx, code, sendDigits)
 	cancel()
 	if by == ByLocal {
 		c.hangup(call)
@@ -131,7 +183,12 @@ func (c *callState) talk(ctx context.Context, code string, call sipCall, conn *n
 
 // run is the state machine after the answer. talkCtx bounds the call
 // length; parent tells a cancel from the maximum duration.
-func (s *script) run(talkCtx, parent context.Context, code string) (Outcome, string, string, error) {
+func (s *script) run(talkCtx, parent context.Context, code, sendDigits string) (Outcome, string, string, error) {
+	if sendDigits != "" {
+		if w, done := s.sendDigits(talkCtx, sendDigits); !done {
+			return s.interrupted(w, parent, false)
+		}
+	}
 	if o, by, cause, err, ok := s.gate(talkCtx, parent); !ok {
 		return o, by, cause, err
 	}
@@ -213,20 +270,20 @@ func (s *script) gate(ctx, parent context.Context) (o Outcome, by, cause string,
 			case wakeDigit:
 				d := w.digit
 				if d.At.Before(start) {
-					s.emit(Event{Type: EventDigit, At: d.At, Digit: string(d.Digit), Accepted: ptr(false), Reason: "before challenge"})
+					s.emit(Event{Type: EventDigit, At: d.At, Digit: string(d.Digit), Source: d.Source, Accepted: ptr(false), Reason: "before challenge"})
 					continue
 				}
 				if ch.Mode == ChallengeAny || d.Digit == want {
 					s.sender.Stop() // barge-in
 					stopTimer(timer)
-					s.emit(Event{Type: EventDigit, At: d.At, Digit: string(d.Digit), Accepted: ptr(true)})
+					s.emit(Event{Type: EventDigit, At: d.At, Digit: string(d.Digit), Source: d.Source, Accepted: ptr(true)})
 					s.res.ChallengeDigitOK = true
 					s.res.GatePassedAt = r.now()
 					s.emit(Event{Type: EventGatePassed, At: s.res.GatePassedAt})
 					return "", "", "", nil, true
 				}
 				s.sender.Stop()
-				s.emit(Event{Type: EventDigit, At: d.At, Digit: string(d.Digit), Accepted: ptr(false), Reason: "wrong key"})
+				s.emit(Event{Type: EventDigit, At: d.At, Digit: string(d.Digit), Source: d.Source, Accepted: ptr(false), Reason: "wrong key"})
 				lead = s.phrases.wrongKey
 				break wait
 			default:
@@ -309,7 +366,7 @@ func (s *script) offerRepeat(ctx context.Context) (w waited, again bool) {
 			fire = timer.C
 		case wakeDigit:
 			ok := w.digit.Digit == '1' && !w.digit.At.Before(start)
-			e := Event{Type: EventDigit, At: w.digit.At, Digit: string(w.digit.Digit), Accepted: ptr(ok)}
+			e := Event{Type: EventDigit, At: w.digit.At, Digit: string(w.digit.Digit), Source: w.digit.Source, Accepted: ptr(ok)}
 			if !ok {
 				e.Reason = "not a repeat request"
 				s.emit(e)
@@ -335,12 +392,40 @@ func (s *script) playThrough(ctx context.Context, frames [][]byte) (w waited, do
 		case wakePlayed:
 			return w, true
 		case wakeDigit:
-			s.emit(Event{Type: EventDigit, At: w.digit.At, Digit: string(w.digit.Digit), Accepted: ptr(false), Reason: "ignored while speaking"})
+			s.emit(Event{Type: EventDigit, At: w.digit.At, Digit: string(w.digit.Digit), Source: w.digit.Source, Accepted: ptr(false), Reason: "ignored while speaking"})
 		default:
 			s.sender.Stop()
 			return w, false
 		}
 	}
+}
+
+// sendDigits plays a trunk's post-answer digits (an extension, say) as
+// RFC 4733 events; ',' is a 500 ms pause. Keys the callee presses meanwhile
+// are recorded and ignored: the challenge has not started.
+func (s *script) sendDigits(ctx context.Context, digits string) (waited, bool) {
+	for i := 0; i < len(digits); i++ {
+		var done <-chan struct{}
+		if digits[i] == ',' {
+			done = s.sender.Play(s.phrases.pause)
+		} else {
+			done = s.sender.PlayDigit(digits[i], 160*time.Millisecond)
+		}
+		for waiting := true; waiting; {
+			w := s.wait(ctx, done, nil)
+			switch w.wake {
+			case wakePlayed:
+				waiting = false
+			case wakeDigit:
+				s.emit(Event{Type: EventDigit, At: w.digit.At, Digit: string(w.digit.Digit), Source: w.digit.Source,
+					Accepted: ptr(false), Reason: "before challenge"})
+			default:
+				return w, false
+			}
+		}
+	}
+	s.emit(Event{Type: EventSentDigits, N: len(digits)})
+	return waited{}, true
 }
 
 func stopTimer(t *time.Timer) {

@@ -26,6 +26,10 @@ type Event struct {
 	// By is "local" or "remote" for hangup events.
 	By    string `json:"by,omitempty"`
 	Cause string `json:"cause,omitempty"`
+	// Source is how a received digit arrived: rfc4733, info or inband.
+	Source string `json:"source,omitempty"`
+	// Trunk names the trunk of an attempt or of the answered call.
+	Trunk string `json:"trunk,omitempty"`
 }
 
 // Call is one phone call placed for a verification: its status, SIP verdict, timestamps and the timeline
@@ -40,6 +44,8 @@ type Call struct {
 	// HangupBy is "local" or "remote" once the call ended after being answered.
 	HangupBy    string `json:"hangup_by,omitempty"`
 	HangupCause string `json:"hangup_cause,omitempty"`
+	// Trunk names the configured trunk that carried the call.
+	Trunk string `json:"trunk,omitempty"`
 
 	QueuedAt     time.Time  `json:"queued_at"`
 	DialedAt     *time.Time `json:"dialed_at,omitempty"`

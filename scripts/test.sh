@@ -5,7 +5,9 @@
 #
 #     ./scripts/test.sh
 #
-# Peers: SIPp (Debian package sip-tester) as the callee of the call tests.
+# Peers, started by the tests themselves on 127.0.0.1: SIPp (Debian package
+# sip-tester) as the callee, Kamailio (kamailio, kamailio-tls-modules) as a
+# registrar and authenticating proxy, and redis-server for the shared store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,9 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
+[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] || ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 || need+=(kamailio-tls-modules)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $sudo apt-get update -qq
@@ -30,4 +35,4 @@ go vet ./...
 # Every package runs under the race detector: calls, queues and servers are
 # all goroutines. The call tests place real calls (SIPp, the virtual phone)
 # on 127.0.0.1 and bound every wait.
-go test -race -count=1 -timeout 12m ./...
+go test -race -count=1 -parallel 8 -timeout 12m ./...

@@ -29,7 +29,9 @@ import (
 type serveConfig struct {
 	Listen  string   `yaml:"listen" help:"HTTP API listening address"`
 	APIKeys []string `yaml:"api_keys" help:"accepted API keys (comma-separated in flags and env); serving without keys is refused unless listen is loopback"`
-	Trunk   string   `yaml:"trunk" help:"SIP trunk that calls go to, e.g. sip:carrier.example:5060"`
+	Trunk   string   `yaml:"trunk" help:"a single SIP trunk that calls go to, e.g. sip:carrier.example:5060 (with sip.username/password); for several, use trunks: in the YAML file"`
+	// Trunks is YAML only (a list): see trunkYAML.
+	Trunks []trunkYAML `yaml:"trunks"`
 
 	SIP struct {
 		Listen        string `yaml:"listen" help:"SIP UDP listening address, also the source of our requests"`
@@ -37,15 +39,18 @@ type serveConfig struct {
 		FromUser      string `yaml:"from_user" help:"caller ID user part of From"`
 		Username      string `yaml:"username" help:"digest auth username for the trunk"`
 		Password      string `yaml:"password" help:"digest auth password for the trunk (prefer IVR_SIP_PASSWORD)" secret:"true"`
+		Trace         bool   `yaml:"trace" help:"log every SIP message (Authorization headers redacted)"`
 	} `yaml:"sip"`
 
 	Media struct {
-		IP    string `yaml:"ip" help:"IP announced in SDP and bound for RTP (default: the SIP listening IP)"`
-		Ports string `yaml:"ports" help:"RTP port range MIN-MAX"`
+		IP       string `yaml:"ip" help:"IP bound for RTP, and announced in SDP unless public_ip is set (default: the SIP listening IP)"`
+		PublicIP string `yaml:"public_ip" help:"IP announced in SDP c= when behind NAT"`
+		Ports    string `yaml:"ports" help:"RTP port range MIN-MAX"`
 	} `yaml:"media"`
 
 	Call struct {
 		Challenge   string        `yaml:"challenge" help:"the gate before the code: random, any, or one digit 0-9"`
+		DTMFMode    string        `yaml:"dtmf_mode" help:"how keys arrive when a trunk does not say: rfc4733, info, inband or auto"`
 		Tries       int           `yaml:"tries" help:"how many times the challenge is played"`
 		KeyTimeout  time.Duration `yaml:"key_timeout" help:"wait for the key after the challenge"`
 		RingTimeout time.Duration `yaml:"ring_timeout" help:"CANCEL an unanswered call after this"`
@@ -90,6 +95,7 @@ func defaultServeConfig() serveConfig {
 	c.SIP.FromUser = "voiceotp"
 	c.Media.Ports = "10000-20000"
 	c.Call.Challenge = "random"
+	c.Call.DTMFMode = "auto"
 	c.Call.Tries = 3
 	c.Call.KeyTimeout = 5 * time.Second
 	c.Call.RingTimeout = 45 * time.Second
@@ -127,6 +133,9 @@ func fields(cfg any) []field {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
 			sf := t.Field(i)
+			if sf.Type.Kind() == reflect.Slice && sf.Type.Elem().Kind() == reflect.Struct {
+				continue // lists of objects (trunks) are YAML only
+			}
 			key := prefix + strings.Split(sf.Tag.Get("yaml"), ",")[0]
 			if sf.Type.Kind() == reflect.Struct && sf.Type != reflect.TypeOf(time.Duration(0)) {
 				walk(v.Field(i), key+".")

@@ -124,3 +124,61 @@ func TestServeRefusesUnsafeConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestTrunksConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ivr.yaml")
+	yaml := `trunks:
+  - name: carrier-a
+    uri: sip:127.0.0.1:5070;transport=tcp
+    username: acme
+    password: from-yaml
+    register: true
+    dtmf_mode: info
+    priority: 1
+  - name: backup.sbc
+    uri: sips:127.0.0.1:5071
+    send_digits: ",,12#"
+    priority: 2
+`
+	os.WriteFile(path, []byte(yaml), 0o600)
+	cfg := defaultServeConfig()
+	getenv := env(map[string]string{"IVR_TRUNK_CARRIER_A_PASSWORD": "from-env"})
+	if _, err := loadConfig("ivr serve", &cfg, []string{"--config", path}, &bytes.Buffer{}, getenv); err != nil {
+		t.Fatal(err)
+	}
+	tcs, err := trunkConfigs(cfg, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tcs) != 2 || tcs[0].Password != "from-env" || tcs[0].DTMFMode != "info" || !tcs[0].Register ||
+		tcs[1].DTMFMode != "auto" || tcs[1].SendDigits != ",,12#" || tcs[1].FromUser != "voiceotp" {
+		t.Errorf("trunks = %+v", tcs)
+	}
+
+	bad := []struct {
+		name, yaml, want string
+	}{
+		{"no name", "trunks:\n  - uri: sip:127.0.0.1:5070\n", "trunks[0].name"},
+		{"duplicate", "trunks:\n  - {name: a, uri: 'sip:127.0.0.1:5070'}\n  - {name: a, uri: 'sip:127.0.0.1:5071'}\n", "trunks[1].name"},
+		{"dtmf mode", "trunks:\n  - {name: a, uri: 'sip:127.0.0.1:5070', dtmf_mode: loud}\n", "trunks[0].dtmf_mode"},
+		{"codec", "trunks:\n  - {name: a, uri: 'sip:127.0.0.1:5070', codecs: [G729]}\n", "trunks[0].codecs[0]"},
+		{"send digits", "trunks:\n  - {name: a, uri: 'sip:127.0.0.1:5070', send_digits: '12x'}\n", "trunks[0].send_digits"},
+		{"bad uri", "trunks:\n  - {name: a, uri: 'http://x'}\n", "trunks[0]"},
+		{"both forms", "trunk: sip:127.0.0.1:5070\ntrunks:\n  - {name: a, uri: 'sip:127.0.0.1:5070'}\n", "trunk"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, "bad.yaml")
+			os.WriteFile(p, []byte(tt.yaml), 0o600)
+			cfg := defaultServeConfig()
+			if _, err := loadConfig("ivr serve", &cfg, []string{"--config", p}, &bytes.Buffer{}, env(nil)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := trunkConfigs(cfg, env(nil))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v does not name %s", err, tt.want)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -314,4 +315,39 @@ func TestE2EIdempotencyKeyPlacesOneCall(t *testing.T) {
 	if len(v.Calls) != 1 {
 		t.Errorf("%d calls, want 1", len(v.Calls))
 	}
+}
+
+// ivr trunks check: the virtual phone answers OPTIONS; a dead port does not.
+func TestTrunksCheck(t *testing.T) {
+	t.Parallel()
+	cat, err := e2eCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone, err := loadtest.NewPhone(loadtest.Config{ListenAddr: "127.0.0.1:0", Catalog: cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"trunks", "check", "--sip.listen", "127.0.0.1:0", "--trunk", "sip:" + phone.Addr().String()}, &out, &errb)
+	if code != 0 || !strings.HasPrefix(out.String(), "ok ") || !strings.Contains(out.String(), "reachable") {
+		t.Errorf("live trunk: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	dead := freeUDPAddr(t)
+	out.Reset()
+	code = run(context.Background(), []string{"trunks", "check", "--sip.listen", "127.0.0.1:0", "--trunk", "sip:" + dead}, &out, &errb)
+	if code != 1 || !strings.HasPrefix(out.String(), "FAIL") || !strings.Contains(out.String(), "unreachable") {
+		t.Errorf("dead trunk: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+}
+
+func freeUDPAddr(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
 }

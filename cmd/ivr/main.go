@@ -43,6 +43,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdServe(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "trunks":
+		return cmdTrunks(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "ivr", version)
 		return 0
@@ -63,6 +65,7 @@ Commands:
   demo      place a real call to a built-in virtual phone on loopback, end to end
   serve     run the HTTP API and place calls through a SIP trunk
   call      place one voice-OTP call through a SIP trunk and print its timeline
+  trunks    "trunks check": probe every configured trunk (OPTIONS, REGISTER) and report
   version   print the version
 
 Run "ivr <command> --help" for the flags of a command.

@@ -73,6 +73,7 @@ type app struct {
 	cfg    serveConfig
 	log    *slog.Logger
 	ua     *sip.UA
+	trunks *sip.Trunks
 	svc    *otp.Service
 	api    *api.Server
 	queue  *dispatch.Memory
@@ -84,12 +85,9 @@ type app struct {
 // newApp validates cfg (errors name the field) and builds the server. The
 // SIP and HTTP sockets are bound here, so their addresses are known.
 func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
-	if cfg.Trunk == "" {
-		return nil, errors.New("trunk: required (e.g. sip:carrier.example:5060)")
-	}
-	trunk, err := sip.ParseTrunk(cfg.Trunk)
+	tcs, err := trunkConfigs(cfg, os.Getenv)
 	if err != nil {
-		return nil, fmt.Errorf("trunk: %w", err)
+		return nil, err
 	}
 	listen, err := netip.ParseAddrPort(cfg.Listen)
 	if err != nil {
@@ -108,13 +106,20 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 	}
 	ua, err := sip.NewUA(sip.Config{
 		ListenAddr: cfg.SIP.Listen, AdvertiseHost: cfg.SIP.AdvertiseHost, FromUser: cfg.SIP.FromUser,
-		Username: cfg.SIP.Username, Password: cfg.SIP.Password, Logger: logger,
+		Logger: logger, Trace: cfg.SIP.Trace,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sip: %w", err)
 	}
 	fail := func(err error) (*app, error) { ua.Close(); return nil, err }
-	runner, err := callflow.New(ua, catalog, ccfg, callflow.WithLogger(logger))
+	trunks, err := sip.NewTrunks(ua, tcs)
+	if err != nil {
+		return fail(err)
+	}
+	if !ccfg.MediaIP.IsValid() {
+		ccfg.MediaIP = ua.LocalAddr().Addr()
+	}
+	runner, err := callflow.New(trunks, catalog, ccfg, callflow.WithLogger(logger))
 	if err != nil {
 		return fail(fmt.Errorf("call: %w", err))
 	}
@@ -130,8 +135,8 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 		AllowPrivate: cfg.Webhook.AllowPrivate,
 	})
 	srv, err := api.New(svc, api.Config{
-		APIKeys: cfg.APIKeys, Trunk: trunk, AllowHTTPCallbacks: cfg.Webhook.AllowHTTP,
-	}, api.WithLogger(logger), api.WithWebhooks(hooks))
+		APIKeys: cfg.APIKeys, AllowHTTPCallbacks: cfg.Webhook.AllowHTTP,
+	}, api.WithLogger(logger), api.WithWebhooks(hooks), api.WithTrunks(trunks.Status))
 	if err != nil {
 		return fail(err)
 	}
@@ -145,7 +150,7 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 		return fail(fmt.Errorf("listen: %w", err))
 	}
 	return &app{
-		cfg: cfg, log: logger, ua: ua, svc: svc, api: srv, queue: queue, hooks: hooks, ln: ln,
+		cfg: cfg, log: logger, ua: ua, trunks: trunks, svc: svc, api: srv, queue: queue, hooks: hooks, ln: ln,
 		server: &http.Server{
 			Handler:           srv.Handler(),
 			ReadHeaderTimeout: 5 * time.Second,
@@ -173,6 +178,15 @@ func callConfig(cfg serveConfig) (callflow.Config, error) {
 			return c, fmt.Errorf("media.ip: %w", err)
 		}
 	}
+	if cfg.Media.PublicIP != "" {
+		if c.MediaPublicIP, err = netip.ParseAddr(cfg.Media.PublicIP); err != nil {
+			return c, fmt.Errorf("media.public_ip: %w", err)
+		}
+	}
+	if err := callflow.ValidDTMFMode(cfg.Call.DTMFMode); err != nil {
+		return c, fmt.Errorf("call.dtmf_mode: %w", err)
+	}
+	c.DTMFMode = cfg.Call.DTMFMode
 	c.Tries = cfg.Call.Tries
 	c.KeyTimeout = cfg.Call.KeyTimeout
 	c.RingTimeout = cfg.Call.RingTimeout
@@ -207,7 +221,10 @@ func (a *app) run(ctx context.Context) error {
 	hctx, stopHooks := context.WithCancel(context.Background())
 	defer stopQueue()
 	defer stopHooks()
-	queueDone, hooksDone, httpDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	tctx, stopTrunks := context.WithCancel(context.Background())
+	defer stopTrunks()
+	queueDone, hooksDone, httpDone, trunksDone := make(chan error, 1), make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	go func() { trunksDone <- a.trunks.Run(tctx) }()
 	go func() { queueDone <- a.queue.Run(qctx) }()
 	go func() { hooksDone <- a.hooks.Run(hctx) }()
 	go func() { httpDone <- a.server.Serve(a.ln) }()
@@ -231,6 +248,8 @@ func (a *app) run(ctx context.Context) error {
 	<-queueDone
 	stopHooks()
 	<-hooksDone
+	stopTrunks() // un-registers
+	<-trunksDone
 	a.ua.Close()
 	return runErr
 }
