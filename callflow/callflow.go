@@ -243,7 +243,15 @@ func (c *callState) place(ctx context.Context, req Request) {
 	if !announce.IsValid() {
 		announce = r.mediaIP
 	}
-	offer := media.Offer{Addr: netip.AddrPortFrom(announce, local.Port()), Codecs: r.cfg.Codecs}
+	// offerFor is the offer for a trunk with its own codec order (or ours).
+	offerFor := func(t *sip.TrunkConfig) media.Offer {
+		o := media.Offer{Addr: netip.AddrPortFrom(announce, local.Port()), Codecs: r.cfg.Codecs}
+		if t != nil && len(t.Codecs) > 0 {
+			o.Codecs = codecsByName(t.Codecs)
+		}
+		return o
+	}
+	offer := offerFor(nil)
 	offerSDP, err := offer.Marshal()
 	if err != nil {
 		c.end(Failed, "", CauseMediaError, err)
@@ -253,9 +261,15 @@ func (c *callState) place(ctx context.Context, req Request) {
 	c.emit(Event{Type: EventDialing})
 	c.res.DialedAt = r.now()
 	call, err := r.dialer.dial(ctx, sip.DialRequest{
-		Trunk:       req.Trunk,
-		Number:      req.Number,
-		Offer:       offerSDP,
+		Trunk:  req.Trunk,
+		Number: req.Number,
+		Offer:  offerSDP,
+		OfferFor: func(t *sip.TrunkConfig) []byte {
+			if b, err := offerFor(t).Marshal(); err == nil {
+				return b
+			}
+			return offerSDP
+		},
 		RingTimeout: r.cfg.RingTimeout,
 		OnAttempt: func(a sip.Attempt) {
 			e := Event{Type: EventAttempt, At: a.At, Trunk: a.Trunk, SIPStatus: a.Status, Reason: a.Reason}
@@ -287,6 +301,7 @@ func (c *callState) place(ctx context.Context, req Request) {
 	c.res.CallID = call.CallID()
 	if t := call.Trunk(); t != nil {
 		c.res.Trunk = t.Name
+		offer = offerFor(t) // the answer is to this trunk's offer
 	}
 
 	ans, err := media.ParseAnswer(offer, call.AnswerSDP())
@@ -328,6 +343,21 @@ func (c *callState) hangup(call sipCall) {
 	if err := call.Hangup(hctx); err != nil {
 		c.r.log.Warn("bye failed", slog.String("call_id", call.CallID()), slog.String("error", err.Error()))
 	}
+}
+
+// codecsByName maps configured codec names (validated by the trunk's
+// configuration) to media codecs, in order; unknown names are skipped.
+func codecsByName(names []string) []media.Codec {
+	var out []media.Codec
+	for _, n := range names {
+		switch n {
+		case media.PCMU.Name:
+			out = append(out, media.PCMU)
+		case media.PCMA.Name:
+			out = append(out, media.PCMA)
+		}
+	}
+	return out
 }
 
 func encodingFor(codec media.Codec) prompts.Encoding {

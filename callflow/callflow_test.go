@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,8 +77,9 @@ type fakeDialer struct {
 	err      error
 	progress []sip.Progress
 
-	mu    sync.Mutex // guards dials and call
+	mu    sync.Mutex // guards dials, offer and call
 	dials int
+	offer []byte // the offer made for trunk
 	call  *fakeCall
 	ready chan struct{} // closed when call is set
 }
@@ -92,6 +94,11 @@ func (d *fakeDialer) dial(ctx context.Context, req sip.DialRequest) (sipCall, er
 	d.mu.Unlock()
 	for _, p := range d.progress {
 		req.OnProgress(p)
+	}
+	if d.trunk != nil && req.OfferFor != nil {
+		d.mu.Lock()
+		d.offer = req.OfferFor(d.trunk)
+		d.mu.Unlock()
 	}
 	if d.err != nil {
 		return nil, d.err
@@ -577,5 +584,28 @@ func TestInbandSpeechIsNoKey(t *testing.T) {
 	}
 	if res.Media.PacketsRecv < uint64(len(speech))*9/10 {
 		t.Errorf("only %d of %d speech packets arrived", res.Media.PacketsRecv, len(speech))
+	}
+}
+
+// A trunk's codec order shapes the offer, and the answer is negotiated
+// against that offer.
+func TestTrunkCodecOrder(t *testing.T) {
+	t.Parallel()
+	phone := newPhoneMedia(t, 101, pressOnPacket(5, '4'))
+	d := newFakeDialer(answerSDP(phone.port(), "0 8 101"), nil)
+	d.trunk = &sip.TrunkConfig{Name: "eu", Codecs: []string{"PCMA"}}
+	cfg := fastConfig(Challenge{Mode: ChallengeFixed, Digit: '4'})
+	cfg.CodePlays = 1
+	cfg.MaxRepeats = -1
+	res := runUnit(t, unitRunner(t, d, cfg), context.Background())
+	assertOutcome(t, res, Delivered)
+	d.mu.Lock()
+	offer := string(d.offer)
+	d.mu.Unlock()
+	if !strings.Contains(offer, "RTP/AVP 8 101") || strings.Contains(offer, "PCMU") {
+		t.Errorf("offer for a PCMA-only trunk:\n%s", offer)
+	}
+	if res.Media.Codec != "PCMA" {
+		t.Errorf("negotiated %s, want PCMA (the answer's first format we offered)", res.Media.Codec)
 	}
 }

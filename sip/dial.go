@@ -29,6 +29,9 @@ type DialRequest struct {
 	Number string
 	// Offer is the SDP offer, sent as the application/sdp INVITE body.
 	Offer []byte
+	// OfferFor, if set, makes the offer for each trunk Trunks.Dial tries
+	// (its codec order, say) instead of Offer. UA.Dial ignores it.
+	OfferFor func(t *TrunkConfig) []byte
 	// RingTimeout bounds the wait for an answer, counted from the INVITE. On
 	// expiry Dial sends CANCEL (RFC 3261 §9.1) and returns an *Error with
 	// Kind ErrNoAnswer and Canceled set. If zero, 60s is used.

@@ -228,7 +228,11 @@ func (t *Trunks) Dial(ctx context.Context, req DialRequest) (*Call, error) {
 		}
 		tried[tr] = true
 		t.log.Debug("sip: dialling via trunk", "trunk", tr.cfg.Name)
-		call, err := t.ua.dial(ctx, req, tr.out, tr.cfg.Rewrite.Apply(req.Number))
+		r := req
+		if req.OfferFor != nil {
+			r.Offer = req.OfferFor(&tr.cfg)
+		}
+		call, err := t.ua.dial(ctx, r, tr.out, tr.cfg.Rewrite.Apply(req.Number))
 		if err == nil {
 			t.mu.Lock()
 			tr.lastStatus, tr.callErr = call.Status(), ""
