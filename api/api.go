@@ -5,6 +5,9 @@
 //
 // It owns request validation (numbers are checked as E.164 here, at the
 // edge, before anything is queued), API-key authentication, idempotency,
+// the per-number limits applied to starts and dials (through [Limits]:
+// one live call per number, sends per window), claiming each dial before
+// it leaves (so a job a durable queue delivers twice is dialled once),
 // error mapping and the shape of every response. It does not own the
 // verification rules (package otp), the queue (package dispatch), or the
 // call itself (package callflow). Names mirror Twilio Verify where they fit.
@@ -51,7 +54,47 @@ type Config struct {
 	// https:// is accepted. Which addresses are allowed is the webhook
 	// sender's rule (public addresses unless it allows private ones).
 	AllowHTTPCallbacks bool
+	// Node names this process in the calls it claims (otp.Call.Node); with
+	// several nodes on one store each needs its own. If empty, "local".
+	Node string
+	// MaxCallLength bounds one call from its claim to its end: every ring
+	// timeout, the talk time and the hang-up. A job delivered again after
+	// the node that claimed its call died is waited out for this long from
+	// the claim, never dialled again, and then recorded failed (node_lost).
+	// It is also how long a number's live-call slot lasts if its node dies.
+	// If zero, 5 minutes.
+	MaxCallLength time.Duration
+	// SendsPerNumber is how many starts one number may get within
+	// SendsWindow; more are refused with 429 and Retry-After. A start that
+	// joins a call in progress counts too: the limit is on requests, as a
+	// defence against call bombing. It needs WithLimits; 0 means no limit.
+	SendsPerNumber int
+	// SendsWindow is the sliding window of SendsPerNumber. If zero, 1 hour.
+	SendsWindow time.Duration
 }
+
+// Limits are the per-number limits that every node must agree on; the
+// Redis store's Limits (shared by all nodes) and the memory store's (one
+// process) implement it. A holder names one call: "<verification>/<call>".
+type Limits interface {
+	// AcquireNumber makes holder the one live call to number for ttl, or
+	// reports false when another holder has it; the same holder renews.
+	AcquireNumber(ctx context.Context, number, holder string, ttl time.Duration) (bool, error)
+	// ReleaseNumber frees the slot if holder has it, and does nothing otherwise.
+	ReleaseNumber(ctx context.Context, number, holder string) error
+	// NumberHolder returns the slot's holder ("" when free) and its time left.
+	NumberHolder(ctx context.Context, number string) (holder string, left time.Duration, err error)
+	// CountSend records one send unless limit sends happened within window;
+	// then it reports false and how long until the oldest leaves the window.
+	CountSend(ctx context.Context, number string, window time.Duration, limit int) (bool, time.Duration, error)
+}
+
+// Defaults of Config.
+const (
+	DefaultNode          = "local"
+	DefaultMaxCallLength = 5 * time.Minute
+	DefaultSendsWindow   = time.Hour
+)
 
 // Server serves the API and implements dispatch.Handler for the calls it
 // queues. It is safe for concurrent use.
@@ -66,6 +109,8 @@ type Server struct {
 	mux   *http.ServeMux
 	// trunks reports the trunks' state for GET /v1/trunks; nil => 404.
 	trunks func() []sip.TrunkStatus
+	// limits, if set, enforce one live call and SendsPerNumber per number.
+	limits Limits
 
 	mu    sync.RWMutex // guards queue
 	queue Enqueuer
@@ -92,6 +137,13 @@ func WithTrunks(status func() []sip.TrunkStatus) Option {
 	return func(s *Server) { s.trunks = status }
 }
 
+// WithLimits enforces the per-number limits with l: one live call per
+// number (a start while another verification's call to it is live is
+// refused with 429, and Prepare never dials a number whose slot is taken)
+// and Config.SendsPerNumber. Without it there are no per-number limits
+// beyond otp's one pending verification per number.
+func WithLimits(l Limits) Option { return func(s *Server) { s.limits = l } }
+
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
@@ -107,6 +159,18 @@ func New(svc *otp.Service, cfg Config, opts ...Option) (*Server, error) {
 	if cfg.IdempotencyTTL <= 0 {
 		cfg.IdempotencyTTL = 24 * time.Hour
 	}
+	if cfg.Node == "" {
+		cfg.Node = DefaultNode
+	}
+	if cfg.MaxCallLength <= 0 {
+		cfg.MaxCallLength = DefaultMaxCallLength
+	}
+	if cfg.SendsWindow <= 0 {
+		cfg.SendsWindow = DefaultSendsWindow
+	}
+	if cfg.SendsPerNumber < 0 {
+		return nil, errors.New("api: SendsPerNumber is negative")
+	}
 	s := &Server{svc: svc, cfg: cfg, log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, k := range cfg.APIKeys {
 		if strings.TrimSpace(k) == "" {
@@ -119,6 +183,9 @@ func New(svc *otp.Service, cfg Config, opts ...Option) (*Server, error) {
 	}
 	if s.m == nil {
 		s.m = newMetrics(prometheus.NewRegistry())
+	}
+	if cfg.SendsPerNumber > 0 && s.limits == nil {
+		return nil, errors.New("api: SendsPerNumber needs WithLimits")
 	}
 	s.routes()
 	return s, nil

@@ -154,6 +154,23 @@ func (h *harness) code(id string) string {
 	return c
 }
 
+// endCalls ends the calls of verification id still in progress (no_answer),
+// so that the next start for its number queues a new call.
+func (h *harness) endCalls(id string) {
+	h.t.Helper()
+	v, err := h.svc.Get(context.Background(), id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, c := range v.Calls {
+		if !c.Status.Terminal() {
+			if _, err := h.svc.UpdateCall(context.Background(), id, c.ID, func(c *otp.Call) { c.Status = otp.CallNoAnswer }); err != nil {
+				h.t.Fatal(err)
+			}
+		}
+	}
+}
+
 func wrongCode(c string) string {
 	b := []byte(c)
 	b[0] = '0' + (b[0]-'0'+1)%10
@@ -270,7 +287,13 @@ func TestSecondStartJoinsPendingVerification(t *testing.T) {
 	id := h.start("+15551234567")
 	code := h.code(id)
 	h.do("POST", "/v1/verifications/"+id+"/check", `{"code":"`+wrongCode(code)+`"}`)
+	// While the first call is queued (or live), a second start joins it: no second call.
 	r := h.do("POST", "/v1/verifications", `{"to":"+15551234567"}`)
+	if r.status != http.StatusOK || r.json(t)["id"] != id || len(r.json(t)["calls"].([]any)) != 1 || h.queue.count() != 1 {
+		t.Fatalf("start during the call: %d %s, want 200 with the same id and one call", r.status, r.body)
+	}
+	h.endCalls(id)
+	r = h.do("POST", "/v1/verifications", `{"to":"+15551234567"}`)
 	if r.status != http.StatusOK || r.json(t)["id"] != id {
 		t.Fatalf("second start: %d %s, want 200 with the same id", r.status, r.body)
 	}
@@ -282,10 +305,12 @@ func TestSecondStartJoinsPendingVerification(t *testing.T) {
 		t.Error("the second call has another code")
 	}
 	for i := 3; i <= 5; i++ {
+		h.endCalls(id)
 		if r := h.do("POST", "/v1/verifications", `{"to":"+15551234567"}`); r.status != 200 {
 			t.Fatalf("start %d: %d", i, r.status)
 		}
 	}
+	h.endCalls(id)
 	if r := h.do("POST", "/v1/verifications", `{"to":"+15551234567"}`); r.status != 429 || r.errorCode(t) != "too_many_calls" {
 		t.Errorf("sixth start: %d %s, want 429 too_many_calls", r.status, r.body)
 	}

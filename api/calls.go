@@ -22,20 +22,76 @@ var _ dispatch.Handler = (*Server)(nil)
 // storeTimeout bounds a store write made on behalf of a running call.
 const storeTimeout = 5 * time.Second
 
-// Prepare hands the call its number and code right before the INVITE, and
-// refuses (dispatch.ErrSkip) when the verification stopped being pending
-// while the job waited: an expired or canceled verification is never dialled.
+// Reasons a job is not dialled, passed to Skipped wrapped in dispatch.ErrSkip.
+var (
+	// errNumberBusy: another call holds the number's live-call slot.
+	errNumberBusy = errors.New("api: another call to this number is live")
+	// errNodeLost: the call had been claimed by a node that stopped reporting
+	// (a job delivered again after its node died); it was waited out.
+	errNodeLost = errors.New("api: the call was claimed by a node that was lost")
+)
+
+// holder names a call in the number's live-call slot.
+func holder(j dispatch.Job) string { return j.VerificationID + "/" + j.CallID }
+
+// Prepare claims the call right before the INVITE and hands it its number
+// and code. It refuses (dispatch.ErrSkip) a verification that stopped being
+// pending while the job waited (an expired or canceled one is never
+// dialled), and a number whose live-call slot another call holds.
+//
+// The claim (otp.Service.ClaimCall) moves the call from queued to dialing
+// with this node's name and the time, atomically in the store, so a job
+// that a durable queue delivers again (its node died) finds the call
+// claimed and is never dialled twice. That call may even be live still, on
+// a node that lost Redis rather than died, so it is waited out: until
+// Config.MaxCallLength after the claim Prepare returns a *dispatch.Deferred,
+// and the queue brings the job back later without holding a call slot;
+// after it, or once the call is recorded ended, dispatch.ErrSkip, and
+// Skipped records a call still unfinished as failed with the cause
+// node_lost. Meanwhile the job keeps the number's live-call slot.
 func (s *Server) Prepare(ctx context.Context, j dispatch.Job) (callflow.Request, error) {
-	code, err := s.svc.Code(ctx, j.VerificationID)
-	if err != nil {
-		if errors.Is(err, otp.ErrGone) || errors.Is(err, otp.ErrNotFound) {
-			return callflow.Request{}, fmt.Errorf("%w: %w", dispatch.ErrSkip, err)
+	if s.limits != nil {
+		ok, err := s.limits.AcquireNumber(ctx, j.To, holder(j), s.cfg.MaxCallLength)
+		if err != nil {
+			return callflow.Request{}, fmt.Errorf("api: claiming the number's live-call slot: %w", err)
 		}
+		if !ok {
+			return callflow.Request{}, fmt.Errorf("%w: %w", dispatch.ErrSkip, errNumberBusy)
+		}
+	}
+	v, code, err := s.svc.ClaimCall(ctx, j.VerificationID, j.CallID, s.cfg.Node)
+	switch {
+	case errors.Is(err, otp.ErrCallClaimed):
+		return callflow.Request{}, s.lostCall(j, v.Call(j.CallID))
+	case errors.Is(err, otp.ErrGone), errors.Is(err, otp.ErrNotFound), errors.Is(err, otp.ErrCallNotFound):
+		return callflow.Request{}, fmt.Errorf("%w: %w", dispatch.ErrSkip, err)
+	case err != nil:
 		return callflow.Request{}, err
 	}
 	s.m.active.Inc()
 	s.m.queueWait.Observe(s.now().Sub(j.EnqueuedAt).Seconds())
 	return callflow.Request{Number: j.To, Code: code}, nil
+}
+
+// lostCall decides about a job delivered again whose call c another node
+// claimed: defer it while the call may still be live (Config.MaxCallLength
+// from the claim, by the claimer's clock), skip it after.
+func (s *Server) lostCall(j dispatch.Job, c *otp.Call) error {
+	from := s.now()
+	node := ""
+	if c != nil {
+		node = c.Node
+		if c.ClaimedAt != nil {
+			from = *c.ClaimedAt
+		}
+	}
+	if until := from.Add(s.cfg.MaxCallLength); s.now().Before(until) {
+		s.log.Warn("call claimed by a node that stopped; waiting it out, it is never dialled again",
+			slog.String("verification_id", j.VerificationID), slog.String("call_id", j.CallID),
+			slog.String("claimed_by", node), slog.Time("until", until))
+		return &dispatch.Deferred{Until: until, Reason: errNodeLost}
+	}
+	return fmt.Errorf("%w: %w", dispatch.ErrSkip, errNodeLost)
 }
 
 // Event records one call event and forwards it as a webhook.
@@ -99,6 +155,7 @@ func (s *Server) Finish(j dispatch.Job, r *callflow.Result) {
 		c.CodePlays = r.CodePlays
 	})
 	log := s.log.With(slog.String("verification_id", j.VerificationID), slog.String("call_id", j.CallID))
+	s.releaseNumber(ctx, j)
 	if err != nil {
 		log.Warn("call result not stored", slog.String("error", err.Error()))
 		return
@@ -115,31 +172,67 @@ func (s *Server) Finish(j dispatch.Job, r *callflow.Result) {
 	s.webhook(v, "call.completed", map[string]any{"verification_id": v.ID, "call": c})
 }
 
-// Skipped records a job that was never dialled.
+// Skipped records a job that was never dialled, and frees the number's
+// live-call slot if the job held it. A job dead-lettered by a durable queue
+// (dispatch.ErrDeadLetter) fails its verification: nobody will call.
 func (s *Server) Skipped(j dispatch.Job, reason error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
+	defer s.releaseNumber(ctx, j)
 	status, cause := otp.CallFailed, "not_dialled"
-	if errors.Is(reason, otp.ErrGone) || errors.Is(reason, dispatch.ErrClosed) {
+	switch {
+	case errors.Is(reason, otp.ErrGone), errors.Is(reason, dispatch.ErrClosed):
 		status, cause = otp.CallCanceled, "verification_not_pending"
 		if errors.Is(reason, dispatch.ErrClosed) {
 			cause = "shutdown"
 		}
+	case errors.Is(reason, errNumberBusy):
+		cause = "number_busy"
+	case errors.Is(reason, errNodeLost):
+		cause = "node_lost"
+	case errors.Is(reason, dispatch.ErrDeadLetter):
+		cause = "dead_letter"
 	}
-	s.m.calls.WithLabelValues(string(status)).Inc()
+	changed := false
 	v, err := s.svc.UpdateCall(ctx, j.VerificationID, j.CallID, func(c *otp.Call) {
+		changed = false
 		if c.Status.Terminal() {
 			return
 		}
+		changed = true
 		t := s.now()
 		c.Status, c.HangupCause, c.EndedAt = status, cause, &t
 	})
 	if err != nil {
+		s.log.Warn("skipped call not stored", slog.String("verification_id", j.VerificationID),
+			slog.String("call_id", j.CallID), slog.String("reason", cause), slog.String("error", err.Error()))
 		return
 	}
+	if errors.Is(reason, dispatch.ErrDeadLetter) {
+		if fv, err := s.svc.Fail(ctx, j.VerificationID); err == nil {
+			v = fv
+			s.webhook(v, "verification.failed", statusData(v))
+		}
+	}
+	if !changed {
+		return // already ended (by its own node, or an earlier report)
+	}
+	s.m.calls.WithLabelValues(string(status)).Inc()
 	s.log.Info("call not dialled", slog.String("verification_id", j.VerificationID),
 		slog.String("call_id", j.CallID), slog.String("reason", cause))
 	s.webhook(v, "call.completed", map[string]any{"verification_id": v.ID, "call": findCall(v, j.CallID)})
+}
+
+// releaseNumber frees the number's live-call slot if this job's call holds it.
+func (s *Server) releaseNumber(ctx context.Context, j dispatch.Job) {
+	if s.limits == nil {
+		return
+	}
+	if err := s.limits.ReleaseNumber(ctx, j.To, holder(j)); err != nil {
+		// The slot expires by itself after MaxCallLength.
+		s.log.Warn("number's live-call slot not released", slog.String("verification_id", j.VerificationID),
+			slog.String("call_id", j.CallID), slog.String("error", err.Error()))
+	}
 }
 
 func findCall(v *otp.Verification, id string) *otp.Call {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -134,25 +135,58 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 	}
 	key := r.Header.Get("Idempotency-Key")
 	if key == "" {
-		status, resp := s.doStart(r.Context(), body)
-		writeJSON(w, status, resp)
+		s.doStart(r.Context(), body).write(w)
 		return
 	}
 	s.idempotent(w, r, key, body, s.doStart)
 }
 
-// doStart validates, creates (or joins) the verification, and queues a call.
-func (s *Server) doStart(ctx context.Context, body []byte) (int, any) {
+// reply is one response of a handler that may be replayed (idempotency).
+type reply struct {
+	status int
+	body   any
+	// retryAfter, if positive, is sent as Retry-After (whole seconds, rounded up).
+	retryAfter time.Duration
+}
+
+func errorReply(status int, code, msg string) reply {
+	return reply{status: status, body: errorBody(code, msg)}
+}
+
+func (rp reply) header(w http.ResponseWriter) {
+	if rp.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((rp.retryAfter+time.Second-1)/time.Second), 10))
+	}
+}
+
+func (rp reply) write(w http.ResponseWriter) {
+	rp.header(w)
+	writeJSON(w, rp.status, rp.body)
+}
+
+// busyRetryAfter caps the Retry-After of a start refused because the number
+// has a live call: the slot lasts up to MaxCallLength, but calls end sooner.
+const busyRetryAfter = 30 * time.Second
+
+// unavailableRetryAfter is the Retry-After of a 503 (store, Redis or queue).
+const unavailableRetryAfter = 2 * time.Second
+
+// doStart validates, applies the number's limits, creates (or joins) the
+// verification, and queues a call unless it joined one in progress.
+func (s *Server) doStart(ctx context.Context, body []byte) reply {
 	var req startRequest
 	if rerr := decodeStrict(body, &req); rerr != nil {
-		return rerr.status, errorBody(rerr.code, rerr.msg)
+		return errorReply(rerr.status, rerr.code, rerr.msg)
 	}
 	if rerr := s.validateStart(&req); rerr != nil {
-		return rerr.status, errorBody(rerr.code, rerr.msg)
+		return errorReply(rerr.status, rerr.code, rerr.msg)
 	}
 	q := s.enqueuer()
 	if q == nil {
-		return http.StatusServiceUnavailable, errorBody("unavailable", "the call queue is not running")
+		return errorReply(http.StatusServiceUnavailable, "unavailable", "the call queue is not running")
+	}
+	if rp, ok := s.admit(ctx, req.To); !ok {
+		return rp
 	}
 	v, callID, created, err := s.svc.Start(ctx, otp.StartRequest{
 		To: req.To, Locale: req.Locale, CodeLength: req.CodeLength, CustomCode: req.CustomCode,
@@ -160,24 +194,37 @@ func (s *Server) doStart(ctx context.Context, body []byte) (int, any) {
 	})
 	switch {
 	case errors.Is(err, otp.ErrInvalidRequest):
-		return http.StatusBadRequest, errorBody("invalid_request", err.Error())
+		return errorReply(http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, otp.ErrTooManyCalls):
-		return http.StatusTooManyRequests, errorBody("too_many_calls", "this verification has placed its maximum number of calls")
+		return errorReply(http.StatusTooManyRequests, "too_many_calls", "this verification has placed its maximum number of calls")
 	case err != nil:
 		s.log.Error("start failed", slog.String("error", err.Error()))
-		return http.StatusServiceUnavailable, errorBody("unavailable", "the verification could not be stored")
+		return reply{status: http.StatusServiceUnavailable, retryAfter: unavailableRetryAfter,
+			body: errorBody("unavailable", "the verification could not be stored")}
 	}
 	log := s.log.With(slog.String("verification_id", v.ID), slog.String("call_id", callID))
+	if callID == "" {
+		// Joined a verification whose call is in progress: that call delivers the code.
+		s.m.verifications.WithLabelValues("joined").Inc()
+		log.Info("verification joined; its call is in progress", slog.String("to", v.To))
+		return reply{status: http.StatusOK, body: view(v)}
+	}
 	job := dispatch.Job{VerificationID: v.ID, CallID: callID, To: v.To, EnqueuedAt: s.now()}
 	if err := q.Enqueue(ctx, job); err != nil {
 		log.Warn("call not queued", slog.String("error", err.Error()))
-		v, _ = s.svc.UpdateCall(context.WithoutCancel(ctx), v.ID, callID, func(c *otp.Call) {
+		if uv, uerr := s.svc.UpdateCall(context.WithoutCancel(ctx), v.ID, callID, func(c *otp.Call) {
 			c.Status = otp.CallFailed
 			c.HangupCause = "queue_full"
 			t := s.now()
 			c.EndedAt = &t
-		})
-		return http.StatusServiceUnavailable, errorBody("unavailable", "the call queue is full; retry later")
+		}); uerr == nil {
+			v = uv
+		}
+		msg := "the call queue is full; retry later"
+		if !errors.Is(err, dispatch.ErrQueueFull) {
+			msg = "the call queue is unavailable; retry later"
+		}
+		return reply{status: http.StatusServiceUnavailable, retryAfter: unavailableRetryAfter, body: errorBody("unavailable", msg)}
 	}
 	s.m.verifications.WithLabelValues(boolLabel(created)).Inc()
 	log.Info("verification started", slog.Bool("created", created), slog.String("to", v.To))
@@ -188,7 +235,52 @@ func (s *Server) doStart(ctx context.Context, body []byte) (int, any) {
 	if !created {
 		status = http.StatusOK
 	}
-	return status, view(v)
+	return reply{status: status, body: view(v)}
+}
+
+// admit applies the per-number limits to a start for number, before anything
+// is stored: a live call of another verification to the number refuses it
+// (429 number_busy), and so does SendsPerNumber (429 too_many_sends). A
+// start for the verification that holds the live call passes, to join it.
+// When Redis (or any Limits backend) fails, the start is refused with 503:
+// a limit is never assumed free.
+func (s *Server) admit(ctx context.Context, number string) (reply, bool) {
+	if s.limits == nil {
+		return reply{}, true
+	}
+	unavailable := func(err error) (reply, bool) {
+		s.log.Error("start refused: limits unavailable", slog.String("error", err.Error()))
+		return reply{status: http.StatusServiceUnavailable, retryAfter: unavailableRetryAfter,
+			body: errorBody("unavailable", "the rate limits could not be checked")}, false
+	}
+	h, left, err := s.limits.NumberHolder(ctx, number)
+	if err != nil {
+		return unavailable(err)
+	}
+	if h != "" {
+		vid, _, _ := strings.Cut(h, "/")
+		v, err := s.svc.Get(ctx, vid)
+		switch {
+		case err == nil && v.Status == otp.StatusPending:
+			// Start joins this verification and its live call.
+		case err == nil || errors.Is(err, otp.ErrNotFound):
+			return reply{status: http.StatusTooManyRequests, retryAfter: max(time.Second, min(left, busyRetryAfter)),
+				body: errorBody("number_busy", "a call to this number is in progress; retry later")}, false
+		default:
+			return unavailable(err)
+		}
+	}
+	if s.cfg.SendsPerNumber > 0 {
+		ok, wait, err := s.limits.CountSend(ctx, number, s.cfg.SendsWindow, s.cfg.SendsPerNumber)
+		if err != nil {
+			return unavailable(err)
+		}
+		if !ok {
+			return reply{status: http.StatusTooManyRequests, retryAfter: max(time.Second, wait),
+				body: errorBody("too_many_sends", "this number has been sent too many codes; retry later")}, false
+		}
+	}
+	return reply{}, true
 }
 
 func boolLabel(b bool) string {
@@ -207,8 +299,10 @@ func errorBody(code, msg string) apiError {
 
 // idempotent runs do at most once per (API key, Idempotency-Key) within
 // the TTL: the same body gets the stored response back, another body 422,
-// a concurrent duplicate 409 while the first is in progress.
-func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, key string, body []byte, do func(context.Context, []byte) (int, any)) {
+// a concurrent duplicate 409 while the first is in progress. A response
+// that says "retry later" (429, 5xx) is not stored: the key is released, so
+// the retry runs again rather than replaying the refusal (as Stripe does).
+func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, key string, body []byte, do func(context.Context, []byte) reply) {
 	if len(key) > 255 || strings.ContainsFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
 		writeError(w, http.StatusBadRequest, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
 		return
@@ -236,21 +330,31 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, key string, 
 		}
 		return
 	}
-	status, resp := do(r.Context(), body)
-	b, err := json.Marshal(resp)
+	rp := do(r.Context(), body)
+	b, err := json.Marshal(rp.body)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", "could not encode the response")
 		return
 	}
 	b = append(b, '\n')
-	rec.Done, rec.Status, rec.Body = true, status, b
-	if err := s.svc.Store().CompleteIdempotency(context.WithoutCancel(r.Context()), skey, rec, s.cfg.IdempotencyTTL); err != nil {
+	rec.Done, rec.Status, rec.Body = true, rp.status, b
+	ttl := s.cfg.IdempotencyTTL
+	if rp.status == http.StatusTooManyRequests || rp.status >= 500 {
+		ttl = releaseTTL
+	}
+	if err := s.svc.Store().CompleteIdempotency(context.WithoutCancel(r.Context()), skey, rec, ttl); err != nil {
 		s.log.Warn("idempotency record not completed", slog.String("error", err.Error()))
 	}
+	rp.header(w)
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
+	w.WriteHeader(rp.status)
 	w.Write(b)
 }
+
+// releaseTTL stores a completed idempotency record that must not be
+// replayed for so short a time that it is gone at once (the Store has no
+// delete): the key is free for the retry.
+const releaseTTL = time.Millisecond
 
 // get handles GET /v1/verifications/{id}.
 func (s *Server) get(w http.ResponseWriter, r *http.Request) {

@@ -45,7 +45,36 @@ var (
 	// ErrClosed is returned by Enqueue once the queue has stopped, and passed to
 	// [Handler.Skipped] for jobs that were queued but not dialled when it stopped.
 	ErrClosed = errors.New("dispatch: queue closed")
+	// ErrDeadLetter is wrapped by the error passed to [Handler.Skipped] for a
+	// job a durable queue gave up on without dialling it: it was delivered too
+	// many times (it kept killing or hanging the nodes that took it). The
+	// handler should fail its verification rather than let it wait for a call
+	// that will never come.
+	ErrDeadLetter = errors.New("dispatch: job dead-lettered after too many deliveries")
 )
+
+// Deferred is what [Handler.Prepare] returns (as *Deferred, wrapped or not)
+// for a job that must not be dialled now and must not be dropped either:
+// a durable queue hands the job back, to be delivered again (to any node)
+// no earlier than Until, without counting a delivery and without reporting
+// it to the Handler, and frees its call slot meanwhile. The api defers a
+// job whose call was claimed by a node that stopped, until that call cannot
+// be live any more. [Memory] never delivers a job twice and treats Deferred
+// like any other Prepare error: the job is Skipped.
+type Deferred struct {
+	// Until is the earliest time the job should be prepared again.
+	Until time.Time
+	// Reason says why; it is logged, and is what Skipped gets from a queue
+	// that cannot defer.
+	Reason error
+}
+
+func (d *Deferred) Error() string {
+	return "dispatch: job deferred until " + d.Until.UTC().Format(time.RFC3339) + ": " + d.Reason.Error()
+}
+
+// Unwrap returns the Reason.
+func (d *Deferred) Unwrap() error { return d.Reason }
 
 // Job is one call to place. It carries no code: the code is fetched at dial
 // time by [Handler.Prepare], so a queue (in memory or in Redis) never holds
@@ -103,8 +132,8 @@ type Handler interface {
 	// Return ErrSkip, wrapped or not, when the verification no longer wants the
 	// call (expired, cancelled, approved). Prepare is also where the dial is
 	// claimed: a durable queue may deliver a job again after a node dies, and
-	// Prepare must then see the claim and return ErrSkip, so that no job is
-	// ever dialled twice. ctx is done when the queue is shutting down; Run
+	// Prepare must then see the claim and return ErrSkip (or a [Deferred], to
+	// look again later), so that no job is ever dialled twice. ctx is done when the queue is shutting down; Run
 	// waits for Prepare to return, so it must return promptly then. Prepare's
 	// errors are logged, so they must never hold a code.
 	Prepare(ctx context.Context, j Job) (callflow.Request, error)

@@ -14,6 +14,10 @@ var (
 	ErrInvalidRequest = errors.New("otp: invalid request")
 	// ErrTooManyCalls: the verification already has Config.MaxCalls calls; no call was added.
 	ErrTooManyCalls = errors.New("otp: too many calls for this verification")
+	// ErrCallClaimed: Service.ClaimCall found the call already claimed by a dialer (dialing, ringing
+	// or answered): a dialer that gets it must not dial. The call's Node and ClaimedAt say who claimed
+	// it and when.
+	ErrCallClaimed = errors.New("otp: call already claimed by a dialer")
 	// ErrWrongCode: the checked code was wrong; the failure was counted and the verification is still
 	// pending (see Verification.AttemptsLeft).
 	ErrWrongCode = errors.New("otp: wrong code")

@@ -197,11 +197,13 @@ func (s *Service) newID(prefix string) (string, error) {
 // that number) and queues a new call on it. It returns the verification, the id of the queued call, and
 // whether the verification was created by this call.
 //
-// A Start for a number that already has a pending, unexpired verification returns that verification
-// unchanged (same code, same failed-check count, same expiry; the fields of req other than To are
-// ignored once valid) with one more queued call, or ErrTooManyCalls and the verification when it
-// already has Config.MaxCalls calls. Invalid requests return a *RequestError (ErrInvalidRequest) and
-// store nothing. The number itself is not validated here.
+// A Start for a number that already has a pending, unexpired verification joins it: that verification
+// is returned unchanged (same code, same failed-check count, same expiry; the fields of req other than
+// To are ignored once valid). If one of its calls is still in progress (queued, dialing, ringing or
+// answered) no call is added and callID is empty: a number never gets two calls at once from one
+// verification, however many Starts race. Otherwise one more call is queued, or ErrTooManyCalls is
+// returned with the verification when it already has Config.MaxCalls calls. Invalid requests return a
+// *RequestError (ErrInvalidRequest) and store nothing. The number itself is not validated here.
 func (s *Service) Start(ctx context.Context, req StartRequest) (v *Verification, callID string, created bool, err error) {
 	locale, length, sec, err := s.validate(req)
 	if err != nil {
@@ -250,12 +252,24 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (v *Verification,
 				gone = true
 				return nil
 			}
+			for i := range x.Calls {
+				if !x.Calls[i].Status.Terminal() {
+					return errNoWrite // join the call in progress
+				}
+			}
 			if len(x.Calls) >= s.cfg.MaxCalls {
 				return ErrTooManyCalls
 			}
 			x.Calls = append(x.Calls, call.clone())
 			return nil
 		})
+		if errors.Is(err, errNoWrite) {
+			// The aborted Update returns no value: read the verification as it stands for the caller.
+			upd, err = s.store.Get(ctx, got.ID)
+			if err == nil {
+				return upd, "", false, nil
+			}
+		}
 		switch {
 		case errors.Is(err, ErrTooManyCalls):
 			return got, "", false, err
@@ -401,8 +415,7 @@ func (s *Service) Code(ctx context.Context, id string) (string, error) {
 // (its ID is restored if changed). Unknown ids return ErrNotFound or ErrCallNotFound.
 //
 // A pending verification that is due to expire is expired first, which cancels its queued calls. A
-// dispatcher claims a call with a fn that moves it from queued to dialing only if it is still queued,
-// and dials only if the returned call is dialing.
+// dispatcher claims a call with ClaimCall, not with UpdateCall.
 func (s *Service) UpdateCall(ctx context.Context, id, callID string, fn func(c *Call)) (*Verification, error) {
 	now := s.now()
 	return s.store.Update(ctx, id, func(x *Verification) error {
@@ -415,6 +428,65 @@ func (s *Service) UpdateCall(ctx context.Context, id, callID string, fn func(c *
 		c.ID = callID
 		return nil
 	})
+}
+
+// errNoWrite aborts an Update that has nothing to write (a Start joining a call in progress, a claim
+// finding the call claimed); it never leaves this package.
+var errNoWrite = errors.New("otp: nothing to write")
+
+// ClaimCall is how a dialer claims a call right before dialing it, so that no call is ever placed
+// twice, even by several nodes sharing one Store and a queue that may deliver a job again. In one
+// atomic Store.Update it moves the call callID of verification id from queued to dialing, recording
+// node and the claim time (Call.Node, Call.ClaimedAt), and returns the verification as written and the
+// code to speak. The dialer dials only after a nil error.
+//
+//   - The call is queued and the verification pending: claimed; (v, code, nil).
+//   - The call is already dialing, ringing or answered (another dialer claimed it, which may have died):
+//     (v, "", ErrCallClaimed), whatever the verification's status; v.Call(callID) says who and when.
+//   - The verification is not pending (or has just expired), or the call has ended: (v, "", ErrGone).
+//   - Unknown ids: ErrNotFound or ErrCallNotFound.
+//
+// The code goes nowhere but into the call's audio.
+func (s *Service) ClaimCall(ctx context.Context, id, callID, node string) (*Verification, string, error) {
+	now := s.now()
+	var result error
+	var code string
+	v, err := s.store.Update(ctx, id, func(x *Verification) error {
+		result, code = nil, ""
+		expireIfDue(x, now)
+		c := x.Call(callID)
+		switch {
+		case c == nil:
+			return ErrCallNotFound
+		case c.Status == CallQueued && x.Status == StatusPending:
+		case !c.Status.Terminal() && c.Status != CallQueued:
+			result = ErrCallClaimed
+			return errNoWrite
+		default:
+			result = ErrGone
+			return nil // stores the expiry, if expireIfDue just made one
+		}
+		k, err := x.Secret.code()
+		if err != nil {
+			return err
+		}
+		at := now
+		c.Status, c.Node, c.ClaimedAt, code = CallDialing, node, &at, k
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNoWrite):
+		// Nothing was written; read the verification as it stands for the caller.
+		if v, err = s.store.Get(ctx, id); err != nil {
+			return nil, "", err
+		}
+		return v, "", result
+	case err != nil:
+		return nil, "", err
+	case result != nil:
+		return v, "", result
+	}
+	return v, code, nil
 }
 
 // expireIfDue moves a pending x past its expiry to expired.

@@ -46,8 +46,13 @@ type Call struct {
 	HangupCause string `json:"hangup_cause,omitempty"`
 	// Trunk names the configured trunk that carried the call.
 	Trunk string `json:"trunk,omitempty"`
+	// Node names the server process that claimed the call for dialing ([Service.ClaimCall]); empty
+	// while queued. With several nodes on one store it says which one placed the call.
+	Node string `json:"node,omitempty"`
 
-	QueuedAt     time.Time  `json:"queued_at"`
+	QueuedAt time.Time `json:"queued_at"`
+	// ClaimedAt is when a dialer claimed the call, by that dialer's clock; nil while queued.
+	ClaimedAt    *time.Time `json:"claimed_at,omitempty"`
 	DialedAt     *time.Time `json:"dialed_at,omitempty"`
 	RingingAt    *time.Time `json:"ringing_at,omitempty"`
 	AnsweredAt   *time.Time `json:"answered_at,omitempty"`
@@ -136,6 +141,7 @@ func (v *Verification) Clone() *Verification {
 }
 
 func (c Call) clone() Call {
+	c.ClaimedAt = cloneTime(c.ClaimedAt)
 	c.DialedAt = cloneTime(c.DialedAt)
 	c.RingingAt = cloneTime(c.RingingAt)
 	c.AnsweredAt = cloneTime(c.AnsweredAt)

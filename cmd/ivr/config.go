@@ -75,6 +75,17 @@ type serveConfig struct {
 		DrainTimeout  time.Duration `yaml:"drain_timeout" help:"on shutdown, how long active calls may finish"`
 	} `yaml:"dispatch"`
 
+	Redis struct {
+		URL   string        `yaml:"url" help:"Redis shared by several nodes: verifications, the call queue and the limits (redis://host:6379/0, redis-sentinel://h1:26379,h2:26379?master_name=m, redis-cluster://h1:7000,h2:7001; prefer IVR_REDIS_URL). Empty: the in-memory store, one process only; every other redis.* field then is refused, as several nodes on the memory store would each keep their own state" secret:"true"`
+		Node  string        `yaml:"node" help:"this node's name among the nodes sharing redis.url: its consumer in the call queue and the node of the calls it claims; unique per live node (default: hostname-pid; needs redis.url)"`
+		Lease time.Duration `yaml:"lease" help:"how long a node may go silent before another node reclaims the call jobs it held (0: 30s; needs redis.url)"`
+	} `yaml:"redis"`
+
+	Limits struct {
+		SendsPerNumber int           `yaml:"sends_per_number" help:"starts one number may get within limits.sends_window, joins included; more answer 429 with Retry-After (0: no limit). With redis.url all nodes count together"`
+		SendsWindow    time.Duration `yaml:"sends_window" help:"the sliding window of limits.sends_per_number"`
+	} `yaml:"limits"`
+
 	Webhook struct {
 		Secret       string `yaml:"secret" help:"HMAC-SHA256 key for X-Signature (prefer IVR_WEBHOOK_SECRET)" secret:"true"`
 		MaxAttempts  int    `yaml:"max_attempts" help:"delivery attempts per webhook"`
@@ -111,6 +122,8 @@ func defaultServeConfig() serveConfig {
 	c.Dispatch.CPS = 10
 	c.Dispatch.QueueSize = 10000
 	c.Dispatch.DrainTimeout = 2 * time.Minute
+	c.Limits.SendsPerNumber = 10
+	c.Limits.SendsWindow = time.Hour
 	c.Webhook.MaxAttempts = 8
 	c.Log.Format = "text"
 	c.Log.Level = "info"

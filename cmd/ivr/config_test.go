@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +94,7 @@ func TestServeHelpDocumentsEveryField(t *testing.T) {
 }
 
 func TestServeRefusesUnsafeConfig(t *testing.T) {
+	deadRedis := freeTCPAddr(t)
 	tests := []struct {
 		name string
 		edit func(*serveConfig)
@@ -104,6 +106,11 @@ func TestServeRefusesUnsafeConfig(t *testing.T) {
 		{"bad ports", func(c *serveConfig) { c.Media.Ports = "20000-10000" }, "media.ports"},
 		{"zero key timeout", func(c *serveConfig) { c.Call.KeyTimeout = 0 }, "call.key_timeout"},
 		{"bad media ip", func(c *serveConfig) { c.Media.IP = "host" }, "media.ip"},
+		{"node name on the memory store", func(c *serveConfig) { c.Redis.Node = "a" }, "redis.node"},
+		{"lease on the memory store", func(c *serveConfig) { c.Redis.Lease = time.Second }, "redis.lease"},
+		{"bad redis url", func(c *serveConfig) { c.Redis.URL = "http://x" }, "redis.url"},
+		{"redis not answering", func(c *serveConfig) { c.Redis.URL = "redis://" + deadRedis + "?dial_timeout=200ms" }, "redis.url"},
+		{"negative sends", func(c *serveConfig) { c.Limits.SendsPerNumber = -1 }, "limits.sends_per_number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,6 +130,17 @@ func TestServeRefusesUnsafeConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// freeTCPAddr returns a loopback address nothing listens on.
+func freeTCPAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 func TestTrunksConfig(t *testing.T) {

@@ -17,10 +17,14 @@ import (
 	"github.com/voiceotp/voiceotp/api/webhook"
 	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/dispatch"
+	"github.com/voiceotp/voiceotp/dispatch/streams"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/prompts"
 	"github.com/voiceotp/voiceotp/sip"
 	"github.com/voiceotp/voiceotp/store/memory"
+	redisstore "github.com/voiceotp/voiceotp/store/redis"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // cmdServe runs the HTTP API and the call dispatcher until SIGINT/SIGTERM.
@@ -44,7 +48,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	logger.Info("serving", slog.String("api", a.apiAddr()), slog.String("sip", a.ua.LocalAddr().String()),
-		slog.String("trunk", cfg.Trunk), slog.Bool("auth", len(cfg.APIKeys) > 0))
+		slog.String("trunk", cfg.Trunk), slog.Bool("auth", len(cfg.APIKeys) > 0),
+		slog.String("store", a.back.kind()), slog.String("node", a.back.node))
 	if err := a.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "ivr serve: %v\n", err)
 		return 1
@@ -76,7 +81,8 @@ type app struct {
 	trunks *sip.Trunks
 	svc    *otp.Service
 	api    *api.Server
-	queue  *dispatch.Memory
+	back   *backend
+	queue  dispatch.Queue
 	hooks  *webhook.Sender
 	ln     net.Listener
 	server *http.Server
@@ -100,7 +106,17 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Limits.SendsPerNumber < 0 {
+		return nil, errors.New("limits.sends_per_number: must not be negative")
+	}
+	if cfg.Limits.SendsPerNumber > 0 && cfg.Limits.SendsWindow <= 0 {
+		return nil, errors.New("limits.sends_window: must be positive")
+	}
 	catalog, err := prompts.Load("en")
+	if err != nil {
+		return nil, err
+	}
+	back, err := newBackend(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -109,9 +125,10 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 		Logger: logger, Trace: cfg.SIP.Trace,
 	})
 	if err != nil {
+		back.close()
 		return nil, fmt.Errorf("sip: %w", err)
 	}
-	fail := func(err error) (*app, error) { ua.Close(); return nil, err }
+	fail := func(err error) (*app, error) { ua.Close(); back.close(); return nil, err }
 	trunks, err := sip.NewTrunks(ua, tcs)
 	if err != nil {
 		return fail(err)
@@ -123,7 +140,7 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return fail(fmt.Errorf("call: %w", err))
 	}
-	svc, err := otp.NewService(memory.New(), otp.Config{
+	svc, err := otp.NewService(back.store, otp.Config{
 		CodeLength: cfg.OTP.CodeLength, AllowShortCodes: cfg.OTP.AllowShortCodes, TTL: cfg.OTP.TTL,
 		MaxChecks: cfg.OTP.MaxChecks, MaxCalls: cfg.OTP.MaxCalls,
 	})
@@ -136,21 +153,31 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 	})
 	srv, err := api.New(svc, api.Config{
 		APIKeys: cfg.APIKeys, AllowHTTPCallbacks: cfg.Webhook.AllowHTTP,
-	}, api.WithLogger(logger), api.WithWebhooks(hooks), api.WithTrunks(trunks.Status))
+		Node: back.node, MaxCallLength: maxCallLength(ccfg, len(tcs)),
+		SendsPerNumber: cfg.Limits.SendsPerNumber, SendsWindow: cfg.Limits.SendsWindow,
+	}, api.WithLogger(logger), api.WithWebhooks(hooks), api.WithTrunks(trunks.Status), api.WithLimits(back.limits))
 	if err != nil {
 		return fail(err)
 	}
-	queue := dispatch.NewMemory(runner, srv, dispatch.Config{
+	dcfg := dispatch.Config{
 		MaxConcurrent: cfg.Dispatch.MaxConcurrent, CPS: cfg.Dispatch.CPS,
-		QueueSize: cfg.Dispatch.QueueSize, DrainTimeout: cfg.Dispatch.DrainTimeout,
-	})
+		QueueSize: cfg.Dispatch.QueueSize, DrainTimeout: cfg.Dispatch.DrainTimeout, Logger: logger,
+	}
+	var queue dispatch.Queue
+	if back.redis != nil {
+		// The CPS budget is the whole deployment's, shared through Redis;
+		// max_concurrent and drain_timeout are this node's.
+		queue = streams.New(back.redis, runner, srv, streams.Config{Config: dcfg, Consumer: back.node, Lease: cfg.Redis.Lease})
+	} else {
+		queue = dispatch.NewMemory(runner, srv, dcfg)
+	}
 	srv.SetQueue(queue)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fail(fmt.Errorf("listen: %w", err))
 	}
 	return &app{
-		cfg: cfg, log: logger, ua: ua, trunks: trunks, svc: svc, api: srv, queue: queue, hooks: hooks, ln: ln,
+		cfg: cfg, log: logger, ua: ua, trunks: trunks, svc: svc, api: srv, back: back, queue: queue, hooks: hooks, ln: ln,
 		server: &http.Server{
 			Handler:           srv.Handler(),
 			ReadHeaderTimeout: 5 * time.Second,
@@ -161,6 +188,85 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
 	}, nil
+}
+
+// backend is where the state that nodes share lives: the memory store for
+// one process, or Redis for several.
+type backend struct {
+	store  otp.Store
+	limits api.Limits
+	redis  goredis.UniversalClient // nil for the memory store; closed by close
+	node   string
+}
+
+// pingTimeout bounds the check that Redis answers at start.
+const pingTimeout = 5 * time.Second
+
+// newBackend builds the store, the limits and the Redis client from the
+// redis section. Several nodes need Redis, so a redis.* setting other than
+// url without a url is refused rather than ignored: each node would keep
+// its own verifications, and a check on another node would find nothing.
+// With a url, Redis must answer now: a wrong URL fails the start, while a
+// Redis lost later is survived (503s, then recovery).
+func newBackend(cfg serveConfig) (*backend, error) {
+	if cfg.Redis.URL == "" {
+		switch {
+		case cfg.Redis.Node != "":
+			return nil, errors.New("redis.node: naming this node among several needs redis.url; the memory store is one process's own")
+		case cfg.Redis.Lease != 0:
+			return nil, errors.New("redis.lease: reclaiming jobs from other nodes needs redis.url; the memory store is one process's own")
+		}
+		return &backend{store: memory.New(), limits: memory.NewLimits(), node: api.DefaultNode}, nil
+	}
+	if cfg.Redis.Lease < 0 {
+		return nil, errors.New("redis.lease: must not be negative")
+	}
+	c, err := redisstore.ParseURL(cfg.Redis.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis.url: %w", err)
+	}
+	st := redisstore.New(c)
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	defer cancel()
+	if err := st.Ping(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("redis.url: %w", err)
+	}
+	node := cfg.Redis.Node
+	if node == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "node"
+		}
+		node = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	return &backend{store: st, limits: redisstore.NewLimits(c), redis: c, node: node}, nil
+}
+
+func (b *backend) kind() string {
+	if b.redis != nil {
+		return "redis"
+	}
+	return "memory"
+}
+
+func (b *backend) close() {
+	if b.redis != nil {
+		b.redis.Close()
+	}
+}
+
+// callLengthMargin covers the bounded CANCEL or BYE (5 s) at the end of a
+// call and a difference of up to 10 s between the clocks of two nodes.
+const callLengthMargin = 15 * time.Second
+
+// maxCallLength bounds one call from its claim to its end: an attempt per
+// trunk (failover), each up to the ring timeout, then the talk time, plus a
+// margin for the CANCEL or BYE and for clocks of nodes that differ a little.
+// A job reclaimed from a dead node waits this long after the claim, so the
+// call it may have left live has surely ended before anyone calls again.
+func maxCallLength(c callflow.Config, trunks int) time.Duration {
+	return time.Duration(max(1, trunks))*c.RingTimeout + c.MaxCallDuration + callLengthMargin
 }
 
 // callConfig turns the call section into the call script's configuration.
@@ -251,6 +357,7 @@ func (a *app) run(ctx context.Context) error {
 	stopTrunks() // un-registers
 	<-trunksDone
 	a.ua.Close()
+	a.back.close()
 	return runErr
 }
 

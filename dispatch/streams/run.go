@@ -291,7 +291,12 @@ func (q *Queue) waitToken(ctx context.Context) error {
 // call prepares and places one job, then acknowledges it; it runs on the job's own goroutine.
 func (q *Queue) call(callCtx context.Context, m message, j dispatch.Job) {
 	req, err := q.h.Prepare(callCtx, j)
-	if err != nil {
+	var d *dispatch.Deferred
+	switch {
+	case errors.As(err, &d):
+		q.deferJob(m, j, d)
+		return
+	case err != nil:
 		q.skip(j, err)
 		q.ack(m.id)
 		return
@@ -413,6 +418,27 @@ func (q *Queue) handBack(m message) {
 		return
 	}
 	q.log.Info("streams: job handed back at shutdown", slog.String("message_id", m.id))
+}
+
+// deferJob hands back an entry whose Prepare deferred it, so that it is reclaimed (by any node) once
+// d.Until has come, or after Lease if that is sooner than d.Until; the Prepare then decides again. Its
+// delivery count is put back, so a job deferred many times is never dead-lettered for it. If the hand
+// back fails the entry is simply no longer renewed, and is reclaimed after Lease.
+func (q *Queue) deferJob(m message, j dispatch.Job, d *dispatch.Deferred) {
+	defer q.release(m.id)
+	idle := q.cfg.Lease - time.Until(d.Until)
+	idle = min(max(idle, 0), q.cfg.Lease)
+	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+	defer cancel()
+	attrs := append(j.LogAttrs(), slog.String("message_id", m.id), slog.Time("until", d.Until), slog.String("reason", d.Reason.Error()))
+	err := giveBack.Run(ctx, q.c, []string{q.cfg.Stream}, q.cfg.Group, q.cfg.Consumer, m.id,
+		idle.Milliseconds(), max(0, m.deliveries-1)).Err()
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+		q.log.LogAttrs(ctx, slog.LevelWarn, "streams: deferring a job failed; it is reclaimed after the lease", attrs...)
+		return
+	}
+	q.log.LogAttrs(ctx, slog.LevelInfo, "streams: job deferred", attrs...)
 }
 
 // drain waits for the calls in progress, cancelling them after DrainTimeout.

@@ -27,7 +27,10 @@
 // token of the shared budget, calls [dispatch.Handler.Prepare], and, if that succeeds, [dispatch.Caller.Run]
 // on the job's own goroutine; then [dispatch.Handler.Finish], then XACK and XDEL. A Prepare error (ErrSkip
 // or any other) is reported to [dispatch.Handler.Skipped] and the entry acknowledged: the queue never
-// retries a job by itself. While a node holds a job, from the read to the acknowledgement, it renews the
+// retries a job by itself. A Prepare that returns a *dispatch.Deferred is the exception: the entry is
+// handed back unreported, its delivery count restored, to be reclaimed by any node once the deferral is
+// over (or after Lease, whichever is sooner), so a job waiting for something holds no call slot. While a
+// node holds a job, from the read to the acknowledgement, it renews the
 // job's lease every Lease/3 (XCLAIM of its own entry with JUSTID, which resets the idle time without
 // counting a delivery), so a long call is never taken over by another node.
 //
@@ -73,8 +76,9 @@ import (
 // Errors callers branch on.
 var (
 	// ErrDeadLetter is wrapped by the error passed to Handler.Skipped for a job that was delivered more
-	// than MaxDeliveries times and was moved to the dead-letter stream without being dialled.
-	ErrDeadLetter = errors.New("streams: job dead-lettered after too many deliveries")
+	// than MaxDeliveries times and was moved to the dead-letter stream without being dialled. It is
+	// dispatch.ErrDeadLetter, so a Handler can branch on it without importing this package.
+	ErrDeadLetter = dispatch.ErrDeadLetter
 	// ErrUnavailable is wrapped by Enqueue's error when Redis could not be reached or failed; the job may
 	// or may not have been stored (a timeout can hide a success). It calls for a 503, like ErrQueueFull.
 	ErrUnavailable = errors.New("streams: redis unavailable")

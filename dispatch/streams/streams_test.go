@@ -475,3 +475,62 @@ func TestRedisOutage(t *testing.T) {
 	}
 	stop()
 }
+
+// deferOnce defers each job's first Prepare by wait, then lets it through.
+type deferOnce struct {
+	*recorder
+	wait time.Duration
+
+	mu       sync.Mutex // guards deferred and back
+	deferred map[string]time.Time
+	back     map[string]time.Duration // from the deferral to the next Prepare
+}
+
+func (d *deferOnce) Prepare(ctx context.Context, j dispatch.Job) (callflow.Request, error) {
+	d.mu.Lock()
+	first, again := d.deferred[j.CallID]
+	if again {
+		d.back[j.CallID] = time.Since(first)
+	} else {
+		d.deferred[j.CallID] = time.Now()
+	}
+	d.mu.Unlock()
+	if !again {
+		return callflow.Request{}, &dispatch.Deferred{Until: time.Now().Add(d.wait), Reason: errors.New("not yet")}
+	}
+	return d.recorder.Prepare(ctx, j)
+}
+
+// TestDeferred has Prepare defer a job: it is handed back without a report and without holding a call
+// slot, comes back after the deferral (or the lease, whichever is sooner), and a deferral does not
+// count as a delivery.
+func TestDeferred(t *testing.T) {
+	for _, wait := range []time.Duration{200 * time.Millisecond, time.Hour} {
+		t.Run(wait.String(), func(t *testing.T) {
+			fresh(t)
+			probe := srv.Client(t)
+			cfg := config("a")
+			cfg.MaxConcurrent = 1 // a held slot would stall job 1 behind job 0
+			cfg.MaxDeliveries = 1 // a deferral counted as a delivery would dead-letter
+			h := &deferOnce{recorder: newRecorder("a", nil), wait: wait, deferred: map[string]time.Time{}, back: map[string]time.Duration{}}
+			q := streams.New(srv.Client(t), newFakeCaller(nil), h, cfg)
+			mustEnqueue(t, q, job(0), job(1))
+			start(t, q)
+			waitReports(t, 2, h.recorder)
+			s := h.recorder.snapshot()
+			for i := range 2 {
+				id := job(i).CallID
+				if s.finished[id] != 1 || len(s.skipped[id]) != 0 {
+					t.Errorf("%s: finished %d, skipped %v; want dialled once", id, s.finished[id], s.skipped[id])
+				}
+				h.mu.Lock()
+				back := h.back[id]
+				h.mu.Unlock()
+				if back < min(wait, cfg.Lease)-50*time.Millisecond {
+					t.Errorf("%s came back %v after its deferral, before %v", id, back, min(wait, cfg.Lease))
+				}
+			}
+			waitAcked(t, probe)
+		})
+	}
+}

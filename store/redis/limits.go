@@ -99,6 +99,26 @@ func (l *Limits) ReleaseNumber(ctx context.Context, number, holder string) error
 	return nil
 }
 
+// NumberHolder returns who holds number's live-call slot and for how much longer; holder is "" when
+// the slot is free. It only reads, so it is advice (the slot may change hands right after): use it to
+// refuse early, and AcquireNumber to decide.
+func (l *Limits) NumberHolder(ctx context.Context, number string) (holder string, left time.Duration, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", 0, fmt.Errorf("redis: number holder: %w", err)
+	}
+	pipe := l.c.Pipeline()
+	get := pipe.Get(ctx, l.liveKey(number))
+	ttl := pipe.PTTL(ctx, l.liveKey(number))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return "", 0, fmt.Errorf("redis: number holder: %w", err)
+	}
+	holder = get.Val()
+	if holder == "" {
+		return "", 0, nil
+	}
+	return holder, max(0, ttl.Val()), nil
+}
+
 // countSend is a sliding-window log: one sorted-set member per send, scored by its time.
 //
 //	KEYS[1] the number's send log

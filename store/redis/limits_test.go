@@ -290,3 +290,29 @@ func TestTakeTokenIndependentKeys(t *testing.T) {
 		t.Fatalf("second token of a 1/s budget = %v, %v, %v; want refused with wait in (0, 1s]", ok, wait, err)
 	}
 }
+
+func TestNumberHolder(t *testing.T) {
+	l := redis.NewLimits(fresh(t))
+	ctx := context.Background()
+	if h, left, err := l.NumberHolder(ctx, "+15550001111"); h != "" || left != 0 || err != nil {
+		t.Fatalf("free slot: %q %v %v", h, left, err)
+	}
+	if ok, err := l.AcquireNumber(ctx, "+15550001111", "VE1/CA1", time.Minute); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	h, left, err := l.NumberHolder(ctx, "+15550001111")
+	if h != "VE1/CA1" || left <= 59*time.Second || left > time.Minute || err != nil {
+		t.Errorf("held slot: %q %v %v; want VE1/CA1 with about a minute left", h, left, err)
+	}
+	if err := l.ReleaseNumber(ctx, "+15550001111", "VE1/CA1"); err != nil {
+		t.Fatal(err)
+	}
+	if h, _, _ := l.NumberHolder(ctx, "+15550001111"); h != "" {
+		t.Errorf("released slot still held by %q", h)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := l.NumberHolder(cancelled, "+15550001111"); err == nil {
+		t.Error("a done context returned no error")
+	}
+}

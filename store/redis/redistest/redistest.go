@@ -2,7 +2,7 @@
 // loopback port, with no persistence, in a directory the caller owns.
 //
 // It owns only the server process. It holds no data, knows no key of the project, and is imported by
-// _test.go files only (store/redis and dispatch/streams). A test binary normally starts one Server in
+// _test.go files only (store/redis, dispatch/streams, and cmd/ivr's tests of several nodes). A test binary normally starts one Server in
 // TestMain through [Main] and flushes it between tests; a test that stops or freezes the server starts
 // its own with [Start] so it does not disturb the others.
 //

@@ -1,0 +1,146 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Limits are the per-number limits of a single process, with the same methods and meaning as the
+// Redis store's Limits (store/redis): at most one live call per number, and sends per number per
+// sliding window. They hold for this process only, which is all there is with the memory store.
+//
+// It is safe for concurrent use; every method holds one mutex. Expired slots and sends are dropped on
+// access and by a sweep every DefaultSweepInterval of writes, so memory stays bounded by the numbers
+// in use.
+type Limits struct {
+	now func() time.Time
+
+	// mu guards the fields below.
+	mu sync.Mutex
+	// live maps a number to its live call's holder and the slot's expiry.
+	live map[string]liveSlot
+	// sends maps a number to the times of its sends in the current window, oldest first.
+	sends map[string][]time.Time
+	// window is the longest window CountSend was called with, for sweeping sends.
+	window    time.Duration
+	lastSweep time.Time
+}
+
+type liveSlot struct {
+	holder  string
+	expires time.Time
+}
+
+// NewLimits returns empty Limits. Of the options only WithClock applies.
+func NewLimits(opts ...Option) *Limits {
+	s := &Store{now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return &Limits{now: s.now, live: map[string]liveSlot{}, sends: map[string][]time.Time{}, lastSweep: s.now()}
+}
+
+// AcquireNumber makes holder the one live call to number for ttl and reports whether it is: ok is
+// false when another holder has it. Acquiring again with the same holder renews the slot. ttl must be
+// positive and holder non-empty.
+func (l *Limits) AcquireNumber(ctx context.Context, number, holder string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("memory: acquire number: %w", err)
+	}
+	if ttl <= 0 || holder == "" {
+		return false, errors.New("memory: acquire number: needs a holder and a positive ttl")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	l.maybeSweepLocked(now)
+	if cur, ok := l.live[number]; ok && now.Before(cur.expires) && cur.holder != holder {
+		return false, nil
+	}
+	l.live[number] = liveSlot{holder: holder, expires: now.Add(ttl)}
+	return true, nil
+}
+
+// ReleaseNumber frees number's live-call slot if holder has it; otherwise it does nothing.
+func (l *Limits) ReleaseNumber(ctx context.Context, number, holder string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: release number: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cur, ok := l.live[number]; ok && cur.holder == holder {
+		delete(l.live, number)
+	}
+	return nil
+}
+
+// NumberHolder returns who holds number's live-call slot and for how much longer; "" when it is free.
+func (l *Limits) NumberHolder(ctx context.Context, number string) (string, time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return "", 0, fmt.Errorf("memory: number holder: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	cur, ok := l.live[number]
+	if !ok || !now.Before(cur.expires) {
+		return "", 0, nil
+	}
+	return cur.holder, cur.expires.Sub(now), nil
+}
+
+// CountSend records one send to number if fewer than limit sends were recorded in the last window,
+// and reports ok. Otherwise it records nothing and returns ok == false with retryAfter, the time until
+// the oldest counted send leaves the window. window and limit must be positive.
+func (l *Limits) CountSend(ctx context.Context, number string, window time.Duration, limit int) (ok bool, retryAfter time.Duration, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, 0, fmt.Errorf("memory: count send: %w", err)
+	}
+	if window <= 0 || limit <= 0 {
+		return false, 0, fmt.Errorf("memory: count send: window %v and limit %d must be positive", window, limit)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	l.window = max(l.window, window)
+	l.maybeSweepLocked(now)
+	sends := dropBefore(l.sends[number], now.Add(-window))
+	if len(sends) >= limit {
+		l.sends[number] = sends
+		return false, max(time.Microsecond, sends[0].Add(window).Sub(now)), nil
+	}
+	l.sends[number] = append(sends, now)
+	return true, 0, nil
+}
+
+// dropBefore removes the times not after cutoff from the front of ts (oldest first).
+func dropBefore(ts []time.Time, cutoff time.Time) []time.Time {
+	i := 0
+	for i < len(ts) && !ts[i].After(cutoff) {
+		i++
+	}
+	return ts[i:]
+}
+
+// maybeSweepLocked drops expired slots and sends when the last sweep is older than the sweep interval.
+func (l *Limits) maybeSweepLocked(now time.Time) {
+	if now.Sub(l.lastSweep) < DefaultSweepInterval {
+		return
+	}
+	l.lastSweep = now
+	for n, s := range l.live {
+		if !now.Before(s.expires) {
+			delete(l.live, n)
+		}
+	}
+	for n, ts := range l.sends {
+		if ts = dropBefore(ts, now.Add(-l.window)); len(ts) == 0 {
+			delete(l.sends, n)
+		} else {
+			l.sends[n] = ts
+		}
+	}
+}
