@@ -48,7 +48,54 @@ type Trunks struct {
 
 	running atomic.Bool
 
+	// shared, if set, is a calls-per-second budget shared with other
+	// nodes (store/redis.Limits); each trunk with MaxCPS has its own key.
+	shared SharedBudget
+
 	mu sync.Mutex // guards the state fields of every trunk
+}
+
+// SharedBudget is a token bucket shared by every node of a deployment, so
+// a trunk's MaxCPS holds for all of them together; *store/redis.Limits
+// implements it. ok false means no token now, and wait says when one will be.
+type SharedBudget interface {
+	TakeToken(ctx context.Context, key string, rate float64, burst int) (ok bool, wait time.Duration, err error)
+}
+
+// ShareCPS makes every trunk's MaxCPS a budget shared through b (in
+// addition to this node's own limit). Call it before Dial is used.
+func (t *Trunks) ShareCPS(b SharedBudget) { t.shared = b }
+
+// maxSharedWait is the longest a call waits for a shared CPS token on its
+// trunk before trying the next trunk.
+const maxSharedWait = time.Second
+
+// takeShared takes a token of tr's shared CPS budget, waiting up to
+// maxSharedWait; false means skip the trunk (or the budget is unreachable:
+// a trunk is not dialled past a budget that cannot be checked).
+func (t *Trunks) takeShared(ctx context.Context, tr *trunk) bool {
+	if t.shared == nil || tr.cfg.MaxCPS <= 0 {
+		return true
+	}
+	deadline := t.now().Add(maxSharedWait)
+	for {
+		ok, wait, err := t.shared.TakeToken(ctx, "trunk:"+tr.cfg.Name, tr.cfg.MaxCPS, 1)
+		if err != nil {
+			t.log.Warn("sip: shared CPS budget unavailable", "trunk", tr.cfg.Name, "error", err)
+			return false
+		}
+		if ok {
+			return true
+		}
+		if t.now().Add(wait).After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
 }
 
 // trunk is one configured trunk and its live state.
@@ -227,6 +274,11 @@ func (t *Trunks) Dial(ctx context.Context, req DialRequest) (*Call, error) {
 			return nil, &Error{Kind: ErrUnreachable, Reason: "no trunk available"}
 		}
 		tried[tr] = true
+		if !t.takeShared(ctx, tr) {
+			t.release(tr)
+			t.log.Debug("sip: trunk over its shared CPS budget", "trunk", tr.cfg.Name)
+			continue
+		}
 		t.log.Debug("sip: dialling via trunk", "trunk", tr.cfg.Name)
 		r := req
 		if req.OfferFor != nil {

@@ -133,6 +133,9 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if sb, ok := back.limits.(sip.SharedBudget); ok && back.redis != nil {
+		trunks.ShareCPS(sb) // a trunk's max_cps holds across all nodes
+	}
 	if !ccfg.MediaIP.IsValid() {
 		ccfg.MediaIP = ua.LocalAddr().Addr()
 	}
