@@ -139,7 +139,9 @@ type CallReport struct {
 	EndedAt     time.Time
 
 	Received media.RecvStats // the server's RTP stream, as the phone received it
-	Sent     media.SendStats // the phone's RTP stream
+	// Pacing is how evenly the server's audio packets arrived (see [Pacing]).
+	Pacing Pacing
+	Sent   media.SendStats // the phone's RTP stream
 	// PCM is the decoded audio heard, 8 kHz mono, when Config.KeepAudio is set.
 	PCM []int16
 	// Err is what went wrong on the phone's side, if anything.

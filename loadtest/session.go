@@ -18,7 +18,7 @@ import (
 const tokenBuffer = 64
 
 // session is the answered part of one call. The call's goroutine owns it; the Receiver's goroutine owns
-// listener, pcm, buf and dropped until the media has stopped.
+// listener, pcm, buf, dropped and r.Pacing until the media has stopped.
 type session struct {
 	p    *Phone
 	plan Plan
@@ -60,6 +60,7 @@ func (s *session) onAudio(pt uint8, payload []byte) {
 	if pt != s.neg.Codec.PayloadType {
 		return
 	}
+	s.r.Pacing.Observe(time.Now())
 	for len(payload) > 0 {
 		n := min(len(payload), len(s.buf))
 		for i, b := range payload[:n] {

@@ -5,6 +5,7 @@
 //	ivr demo
 //	ivr serve --config ivr.yaml
 //	ivr call --trunk sip:127.0.0.1:5080 --code 482913 +15551234567
+//	ivr loadtest --spawn --calls 200 --cps 20
 //	ivr version
 package main
 
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "trunks":
 		return cmdTrunks(ctx, args[1:], stdout, stderr)
+	case "loadtest":
+		return cmdLoadtest(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "ivr", version)
 		return 0
@@ -66,6 +69,7 @@ Commands:
   serve     run the HTTP API and place calls through a SIP trunk
   call      place one voice-OTP call through a SIP trunk and print its timeline
   trunks    "trunks check": probe every configured trunk (OPTIONS, REGISTER) and report
+  loadtest  drive calls through a server with a farm of virtual phones and report
   version   print the version
 
 Run "ivr <command> --help" for the flags of a command.

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/voiceotp/voiceotp/loadtest"
+)
+
+// TestLoadtestCI is the CI load test: a spawned server, the default mix of
+// phone behaviours, every call's outcome compared with its behaviour and
+// every heard code checked over the API. It asserts outcomes, never speed.
+// Under the race detector the run is smaller (ciLoadCalls); scripts/test.sh
+// also runs the full 200 calls without it.
+func TestLoadtestCI(t *testing.T) {
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "report.json"), filepath.Join(dir, "report.html")
+	var stdout, stderr syncBuf
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := []string{
+		"--spawn", "--calls", strconv.Itoa(ciLoadCalls), "--cps", "20",
+		"--answer-delay", "100ms-500ms",
+		// Short server timeouts keep each call to a few seconds.
+		"--ring-timeout", "2s", "--key-timeout", "2s", "--tries", "2", "--repeat-wait", "300ms",
+		"--call-timeout", "45s", "--timeout", "80s",
+		"--json", jsonPath, "--html", htmlPath,
+	}
+	code := run(ctx, append([]string{"loadtest"}, args...), &stdout, &stderr)
+	t.Logf("stdout:\n%s", stdout.String())
+	if code != 0 {
+		t.Fatalf("ivr loadtest exited %d\nstderr:\n%s", code, stderr.String())
+	}
+
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep loadtest.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	sm := rep.Summary
+	if sm.Calls != ciLoadCalls || sm.OK != ciLoadCalls || sm.Errors != 0 {
+		t.Errorf("calls %d ok %d errors %d, want %d ok", sm.Calls, sm.OK, sm.Errors, ciLoadCalls)
+	}
+	// The default mix, dealt evenly: 85 % answer, 5 % nokey, 4 % busy, 3 % noanswer, 3 % hangup.
+	want := map[loadtest.Behaviour]string{loadtest.Answer: "delivered", loadtest.NoKey: "no_input",
+		loadtest.Busy: "busy", loadtest.NoAnswer: "no_answer", loadtest.Hangup: "abandoned"}
+	for b, outcome := range want {
+		if n := sm.Outcomes[b][outcome]; n != len(sm.Outcomes[b]) && len(sm.Outcomes[b]) != 1 || n == 0 {
+			t.Errorf("%s: outcomes %v, want all %s", b, sm.Outcomes[b], outcome)
+		}
+	}
+	if sm.CodesOK != sm.CodeCalls || sm.CodeCalls != sm.Outcomes[loadtest.Answer]["delivered"] {
+		t.Errorf("codes recognised %d of %d", sm.CodesOK, sm.CodeCalls)
+	}
+	if sm.ChallengeOK != sm.ChallengeCalls || sm.ChallengeCalls == 0 {
+		t.Errorf("challenge digits recognised %d of %d", sm.ChallengeOK, sm.ChallengeCalls)
+	}
+	html, err := os.ReadFile(htmlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"echarts.min.js", "Outcomes by behaviour", "API → INVITE", "RTP pacing"} {
+		if !strings.Contains(string(html), s) {
+			t.Errorf("the HTML report has no %q", s)
+		}
+	}
+}
+
+func TestLoadtestUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"neither spawn nor api", []string{"--calls", "1"}, "--spawn or --api"},
+		{"both", []string{"--spawn", "--api", "http://127.0.0.1:1"}, "--spawn or --api"},
+		{"calls and duration", []string{"--spawn", "--calls", "1", "--duration", "1s"}, "not both"},
+		{"bad mix", []string{"--spawn", "--mix", "answer=85,ring=3"}, "unknown behaviour"},
+		{"mix without weight", []string{"--spawn", "--mix", "answer=0"}, "no behaviour"},
+		{"bad delay", []string{"--spawn", "--answer-delay", "2s-1s"}, "min ≤ max"},
+		{"bad audio", []string{"--spawn", "--phone-audio", "music"}, "silence or none"},
+		{"bad cps", []string{"--spawn", "--cps", "0"}, "positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr syncBuf
+			if code := cmdLoadtest(context.Background(), tt.args, &stdout, &stderr); code != 2 {
+				t.Errorf("exit %d, want 2; stderr %s", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr %q, want %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
