@@ -1,11 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // apiError is the body of every error response:
@@ -68,7 +70,7 @@ func decodeStrict(body []byte, v any) *requestError {
 	if len(body) == 0 {
 		return badRequest("invalid_body", "a JSON body is required")
 	}
-	dec := json.NewDecoder(bytesReader(body))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -89,4 +91,19 @@ func decodeStrict(body []byte, v any) *requestError {
 		return badRequest("invalid_body", "the body must hold exactly one JSON object")
 	}
 	return nil
+}
+
+// unknownField extracts the field name from encoding/json's
+// "json: unknown field \"x\"" error, which has no typed form.
+func unknownField(err error) (string, bool) {
+	const prefix = "json: unknown field "
+	msg := err.Error()
+	if !strings.HasPrefix(msg, prefix) {
+		return "", false
+	}
+	f := strings.TrimPrefix(msg, prefix)
+	if len(f) > 66 {
+		f = f[:64] + `…"`
+	}
+	return f, true
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
@@ -61,37 +60,16 @@ func busyPhone(string) loadtest.Plan {
 // startClusterNode runs a server named name on the Redis at url with phone as its trunk.
 func startClusterNode(t *testing.T, url, name string, phone *loadtest.Phone, edit func(*serveConfig)) *clusterNode {
 	t.Helper()
-	cfg := defaultServeConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.SIP.Listen = "127.0.0.1:0"
-	cfg.Trunk = "sip:" + phone.Addr().String()
-	cfg.APIKeys = []string{"e2e-key"}
+	cfg := testServeConfig(phone)
 	cfg.Redis.URL = url
 	cfg.Redis.Node = name
 	cfg.Redis.Lease = 3 * time.Second
-	cfg.Call.RepeatWait = 300 * time.Millisecond
-	cfg.Call.MaxRepeats = 0
-	cfg.Dispatch.CPS = 50
 	cfg.Dispatch.DrainTimeout = 2 * time.Second
 	if edit != nil {
 		edit(&cfg)
 	}
-	logs := &syncBuf{}
-	a, err := newApp(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	})
-	return &clusterNode{name: name, app: a, logs: logs,
-		api: &apiClient{base: "http://" + a.apiAddr(), key: "e2e-key", http: &http.Client{Timeout: 10 * time.Second}}}
+	a, logs, api := runTestApp(t, cfg, name)
+	return &clusterNode{name: name, app: a, logs: logs, api: api}
 }
 
 // post sends a JSON request and returns the status, the decoded body and the headers.

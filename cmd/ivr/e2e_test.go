@@ -62,6 +62,17 @@ func startE2E(t *testing.T, edit func(*serveConfig)) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { phone.Close() })
+	cfg := testServeConfig(phone)
+	if edit != nil {
+		edit(&cfg)
+	}
+	a, logs, api := runTestApp(t, cfg, "server")
+	return &e2e{app: a, phone: phone, logs: logs, api: api}
+}
+
+// testServeConfig is a server on loopback with phone as its trunk and
+// short call timeouts.
+func testServeConfig(phone *loadtest.Phone) serveConfig {
 	cfg := defaultServeConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.SIP.Listen = "127.0.0.1:0"
@@ -70,9 +81,13 @@ func startE2E(t *testing.T, edit func(*serveConfig)) *e2e {
 	cfg.Call.RepeatWait = 300 * time.Millisecond
 	cfg.Call.MaxRepeats = 0
 	cfg.Dispatch.CPS = 50
-	if edit != nil {
-		edit(&cfg)
-	}
+	return cfg
+}
+
+// runTestApp builds and runs a server from cfg with a debug log kept in
+// memory; the test's cleanup stops it and fails the test if run failed.
+func runTestApp(t *testing.T, cfg serveConfig, name string) (*app, *syncBuf, *apiClient) {
+	t.Helper()
 	logs := &syncBuf{}
 	a, err := newApp(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -84,11 +99,10 @@ func startE2E(t *testing.T, edit func(*serveConfig)) *e2e {
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
+			t.Errorf("%s: %v", name, err)
 		}
 	})
-	return &e2e{app: a, phone: phone, logs: logs,
-		api: &apiClient{base: "http://" + a.apiAddr(), key: "e2e-key", http: &http.Client{Timeout: 10 * time.Second}}}
+	return a, logs, &apiClient{base: "http://" + a.apiAddr(), key: cfg.APIKeys[0], http: &http.Client{Timeout: 10 * time.Second}}
 }
 
 func (e *e2e) start(t *testing.T, body map[string]any, hdr ...string) (int, map[string]any) {
