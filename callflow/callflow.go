@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	mrand "math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
@@ -74,6 +75,7 @@ type Runner struct {
 	log     *slog.Logger
 	now     func() time.Time
 	digit   func() byte
+	mux     *media.Mux // dense media mode; nil gives each call a socket of its own
 }
 
 // Option configures a Runner.
@@ -82,6 +84,12 @@ type Option func(*Runner)
 // WithLogger sets the logger; the default discards. Logs carry call_id,
 // number, outcome and sip_status, never the code.
 func WithLogger(l *slog.Logger) Option { return func(r *Runner) { r.log = l } }
+
+// WithMux puts the RTP of every call on a shared lane of m, the dense media mode ([media.Mux]), instead
+// of a socket and two goroutines per call. m must be bound to the Runner's media IP; the Runner never
+// closes it. In this mode our offer announces the stream's SSRC (a=ssrc, RFC 5576), and a remote that
+// announces its own in the answer has its stream told apart by it.
+func WithMux(m *media.Mux) Option { return func(r *Runner) { r.mux = m } }
 
 // New returns a Runner that dials with d (a *sip.UA or *sip.Trunks) and
 // speaks from catalog. When cfg.MediaIP is zero, d's listening address is
@@ -128,6 +136,14 @@ func newRunner(d dialer, catalog *prompts.Catalog, cfg Config, mediaIP netip.Add
 		o(r)
 	}
 	return r, nil
+}
+
+// openPort gives a call its RTP endpoint: a share of a Mux lane, or a socket of its own.
+func (r *Runner) openPort() (media.Port, error) {
+	if r.mux != nil {
+		return r.mux.Open()
+	}
+	return media.OpenPort(r.mediaIP, r.cfg.Ports)
 }
 
 func randomDigit() byte {
@@ -232,20 +248,26 @@ func (c *callState) place(ctx context.Context, req Request) {
 		c.end(Canceled, "", CauseCanceled, err)
 		return
 	}
-	conn, err := media.ListenRTP(r.mediaIP, r.cfg.Ports)
+	port, err := r.openPort()
 	if err != nil {
 		c.end(Failed, "", CauseMediaError, err)
 		return
 	}
-	defer conn.Close()
-	local, _ := netip.ParseAddrPort(conn.LocalAddr().String())
+	defer port.Close()
+	local := port.Addr()
+	var ssrc uint32
+	if r.mux != nil {
+		for ssrc == 0 {
+			ssrc = mrand.Uint32()
+		}
+	}
 	announce := r.cfg.MediaPublicIP
 	if !announce.IsValid() {
 		announce = r.mediaIP
 	}
 	// offerFor is the offer for a trunk with its own codec order (or ours).
 	offerFor := func(t *sip.TrunkConfig) media.Offer {
-		o := media.Offer{Addr: netip.AddrPortFrom(announce, local.Port()), Codecs: r.cfg.Codecs}
+		o := media.Offer{Addr: netip.AddrPortFrom(announce, local.Port()), Codecs: r.cfg.Codecs, SSRC: ssrc}
 		if t != nil && len(t.Codecs) > 0 {
 			o.Codecs = codecsByName(t.Codecs)
 		}
@@ -313,7 +335,7 @@ func (c *callState) place(ctx context.Context, req Request) {
 	}
 	c.emit(Event{Type: EventAnswered, SIPStatus: 200, Trunk: c.res.Trunk,
 		Reason: fmt.Sprintf("%s to %s", ans.Codec.Name, ans.Addr)})
-	c.talk(ctx, req.Code, call, conn, offer, ans)
+	c.talk(ctx, req.Code, call, port, offer, ans)
 }
 
 func (c *callState) dialFailed(ctx context.Context, err error) {

@@ -3,7 +3,6 @@ package callflow
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"time"
 
@@ -87,7 +86,7 @@ func (s *script) waitOnce(ctx context.Context, played <-chan struct{}, timer <-c
 }
 
 // talk runs media for an answered call and ends it.
-func (c *callState) talk(ctx context.Context, code string, call sipCall, conn *net.UDPConn, offer media.Offer, ans media.Answer) {
+func (c *callState) talk(ctx context.Context, code string, call sipCall, port media.Port, offer media.Offer, ans media.Answer) {
 	r := c.r
 	enc := encodingFor(ans.Codec)
 	dtmfPTs := []uint8{offer.DTMFPayloadType}
@@ -119,13 +118,15 @@ func (c *callState) talk(ctx context.Context, code string, call sipCall, conn *n
 		call:      call,
 		enc:       enc,
 		phrases:   r.phrases[enc],
-		sender: media.NewSender(conn, ans.Addr, media.SenderConfig{
+		sender: port.NewSender(ans.Addr, media.SenderConfig{
 			PayloadType:     ans.Codec.PayloadType,
 			Silence:         r.catalog.SilenceFrame(enc),
 			DTMFPayloadType: sendPT,
+			SSRC:            offer.SSRC,
 		}),
-		receiver: media.NewReceiver(conn, media.ReceiverConfig{
+		receiver: port.NewReceiver(media.ReceiverConfig{
 			Remote:            ans.Addr,
+			SSRC:              ans.SSRC,
 			DTMFPayloadTypes:  dtmfPTs,
 			DisableRFC4733:    !mode.rfc4733,
 			InbandDTMF:        mode.inband,
@@ -166,7 +167,7 @@ func (c *callState) talk(ctx context.Context, code string, call sipCall, conn *n
 	c.res.Media = &MediaReport{
 		Codec:           ans.Codec.Name,
 		RemoteAddr:      ans.Addr.String(),
-		LocalAddr:       conn.LocalAddr().String(),
+		LocalAddr:       port.Addr().String(),
 		DTMFPayloadType: ans.DTMFPayloadType,
 		PacketsSent:     st.Packets,
 		BytesSent:       st.Bytes,

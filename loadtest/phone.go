@@ -376,7 +376,7 @@ func (p *Phone) talk(in *sip.Incoming, ip netip.Addr, plan Plan, r *CallReport, 
 	}
 	defer conn.Close()
 	local := netip.AddrPortFrom(ip, conn.LocalAddr().(*net.UDPAddr).AddrPort().Port())
-	answer, err := media.MarshalAnswer(local, neg, 0)
+	answer, err := media.MarshalAnswer(local, neg, 0, 0)
 	if err != nil {
 		r.SIPStatus, r.Err = 500, err
 		_ = in.Reject(500, "")

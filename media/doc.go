@@ -2,7 +2,10 @@
 //
 // It owns:
 //
-//   - RTP port allocation ([ListenRTP]): one even UDP port per call from a configured range (RFC 3550 §11).
+//   - RTP port allocation ([ListenRTP], [OpenPort]): one even UDP port per call from a configured range
+//     (RFC 3550 §11); or, in the dense media mode ([Mux]), a few shared sockets ("lanes", one per core)
+//     that carry many calls each, with batched sendmmsg/recvmmsg and one pacing loop per lane. Both give
+//     a call a [Port], which makes its Sender and Receiver.
 //   - The SDP offer/answer model for that one audio stream (RFC 3264): [Offer.Marshal] writes our offer
 //     (PCMU, PCMA, telephone-event), [ParseAnswer] negotiates the remote answer into an [Answer]. For the
 //     answering side (the load tester's virtual phones), [ParseOffer] reads a remote offer,
@@ -31,4 +34,6 @@
 // Concurrency: a [Sender] and a [Receiver] each have one Run method, which is their only goroutine and
 // ends when its context is done. Every other method is safe to call concurrently with Run. Neither
 // closes the *net.UDPConn it is given; the caller that called [ListenRTP] closes it after Run returns.
+// On a [Mux] port, Run only registers with the lane, whose goroutines do the per-packet work; the
+// per-packet rules (pacing, headers, source checks, statistics) are the same code in both modes.
 package media

@@ -23,7 +23,7 @@ func ExampleRemoteOffer_Negotiate() {
 		fmt.Println(err)
 		return
 	}
-	answer, err := media.MarshalAnswer(netip.MustParseAddrPort("192.0.2.20:5000"), session, 1)
+	answer, err := media.MarshalAnswer(netip.MustParseAddrPort("192.0.2.20:5000"), session, 1, 0)
 	if err != nil {
 		fmt.Println(err)
 		return

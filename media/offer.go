@@ -30,6 +30,8 @@ type RemoteOffer struct {
 	HasDTMF bool
 	// Ptime is the offer's a=ptime, or DefaultPtime when absent or unparsable.
 	Ptime time.Duration
+	// SSRC is the SSRC of the stream's first a=ssrc line (RFC 5576), the offerer's; 0 when it announced none.
+	SSRC uint32
 }
 
 // ParseOffer parses an SDP offer body (RFC 4566, with pion/sdp) and returns its first m=audio stream. It
@@ -42,7 +44,7 @@ func ParseOffer(body []byte) (RemoteOffer, error) {
 	if err != nil {
 		return RemoteOffer{}, err
 	}
-	o := RemoteOffer{Addr: addr, Ptime: ptime}
+	o := RemoteOffer{Addr: addr, Ptime: ptime, SSRC: announcedSSRC(md)}
 	for _, f := range md.MediaName.Formats {
 		n, err := strconv.ParseUint(f, 10, 8)
 		if err != nil || n > 127 {
@@ -86,6 +88,7 @@ func (o RemoteOffer) Negotiate(prefer []Codec) (Answer, error) {
 					DTMFPayloadType: o.DTMFPayloadType,
 					HasDTMF:         o.HasDTMF,
 					Ptime:           o.Ptime,
+					SSRC:            o.SSRC,
 				}, nil
 			}
 		}
@@ -96,10 +99,11 @@ func (o RemoteOffer) Negotiate(prefer []Codec) (Answer, error) {
 // MarshalAnswer writes our SDP answer (RFC 3264 §6) for a session negotiated by [RemoteOffer.Negotiate]:
 // one audio stream at local carrying neg.Codec and, when neg.HasDTMF, telephone-event/8000 on
 // neg.DTMFPayloadType with events 0-16, a=ptime:20 and a=sendrecv. The payload types are the offer's, as
-// §6.1 requires. sessionID is the o= sess-id and sess-version; 0 draws a random one. Errors wrap
+// §6.1 requires. sessionID is the o= sess-id and sess-version; 0 draws a random one. ssrc, when not
+// zero, is our stream's SSRC, announced as a=ssrc (RFC 5576) as [Offer.SSRC] is. Errors wrap
 // [ErrBadAnswer]: a local address that is not a unicast IP with a port, or payload types out of range or
 // colliding.
-func MarshalAnswer(local netip.AddrPort, neg Answer, sessionID uint64) ([]byte, error) {
+func MarshalAnswer(local netip.AddrPort, neg Answer, sessionID uint64, ssrc uint32) ([]byte, error) {
 	ip := local.Addr().Unmap()
 	if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() || local.Port() == 0 {
 		return nil, fmt.Errorf("%w: address %v is not a unicast ip and port", ErrBadAnswer, local)
@@ -107,5 +111,5 @@ func MarshalAnswer(local netip.AddrPort, neg Answer, sessionID uint64) ([]byte, 
 	if neg.HasDTMF && neg.DTMFPayloadType > 127 {
 		return nil, fmt.Errorf("%w: telephone-event payload type %d", ErrBadAnswer, neg.DTMFPayloadType)
 	}
-	return marshalAudio(ip, local.Port(), []Codec{neg.Codec}, neg.DTMFPayloadType, neg.HasDTMF, sessionID, ErrBadAnswer)
+	return marshalAudio(ip, local.Port(), []Codec{neg.Codec}, neg.DTMFPayloadType, neg.HasDTMF, sessionID, ssrc, ErrBadAnswer)
 }

@@ -122,7 +122,7 @@ func TestAnswerRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ans, err := MarshalAnswer(netip.MustParseAddrPort("127.0.0.1:30000"), neg, 7)
+			ans, err := MarshalAnswer(netip.MustParseAddrPort("127.0.0.1:30000"), neg, 7, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,8 +136,45 @@ func TestAnswerRoundTrip(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ssrc announced both ways", func(t *testing.T) {
+		ours := Offer{Addr: netip.MustParseAddrPort("127.0.0.1:20000"), SSRC: 4000000001}
+		body, err := ours.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(body), "a=ssrc:4000000001 cname:") {
+			t.Errorf("offer has no a=ssrc with a cname:\n%s", body)
+		}
+		ro, err := ParseOffer(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		neg, err := ro.Negotiate(nil)
+		if err != nil || ro.SSRC != 4000000001 || neg.SSRC != 4000000001 {
+			t.Fatalf("callee read ssrc %d, negotiated %d (%v)", ro.SSRC, neg.SSRC, err)
+		}
+		ans, err := MarshalAnswer(netip.MustParseAddrPort("127.0.0.1:30000"), neg, 7, 42)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseAnswer(ours, ans)
+		if err != nil || got.SSRC != 42 {
+			t.Errorf("offerer read ssrc %d (%v) from\n%s", got.SSRC, err, ans)
+		}
+		plain, _ := Offer{Addr: ours.Addr}.Marshal()
+		if strings.Contains(string(plain), "ssrc") {
+			t.Errorf("offer without SSRC announces one:\n%s", plain)
+		}
+		for _, bad := range []string{"a=ssrc:", "a=ssrc:x cname:y", "a=ssrc:99999999999 cname:y", "a=ssrc:-1"} {
+			b := sdpLines("v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
+				"m=audio 4000 RTP/AVP 0", bad)
+			if a, err := ParseAnswer(ours, b); err != nil || a.SSRC != 0 {
+				t.Errorf("%q: ssrc %d, err %v", bad, a.SSRC, err)
+			}
+		}
+	})
 	t.Run("no dtmf in the offer, none in the answer", func(t *testing.T) {
-		ans, err := MarshalAnswer(netip.MustParseAddrPort("127.0.0.1:30000"), Answer{Codec: PCMU}, 1)
+		ans, err := MarshalAnswer(netip.MustParseAddrPort("127.0.0.1:30000"), Answer{Codec: PCMU}, 1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +183,7 @@ func TestAnswerRoundTrip(t *testing.T) {
 		}
 	})
 	t.Run("bad address", func(t *testing.T) {
-		if _, err := MarshalAnswer(netip.MustParseAddrPort("0.0.0.0:3000"), Answer{Codec: PCMU}, 1); !errors.Is(err, ErrBadAnswer) {
+		if _, err := MarshalAnswer(netip.MustParseAddrPort("0.0.0.0:3000"), Answer{Codec: PCMU}, 1, 0); !errors.Is(err, ErrBadAnswer) {
 			t.Errorf("err = %v", err)
 		}
 	})
@@ -170,7 +207,7 @@ func FuzzParseOffer(f *testing.F) {
 			t.Fatalf("accepted offer %+v", o)
 		}
 		if neg, err := o.Negotiate([]Codec{PCMU, PCMA}); err == nil {
-			if _, err := MarshalAnswer(netip.MustParseAddrPort("127.0.0.1:30000"), neg, 1); err != nil {
+			if _, err := MarshalAnswer(netip.MustParseAddrPort("127.0.0.1:30000"), neg, 1, 0); err != nil {
 				t.Fatalf("cannot answer a negotiated offer: %v", err)
 			}
 		}

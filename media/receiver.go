@@ -58,6 +58,10 @@ type ReceiverConfig struct {
 	// counted and kept from OnAudio, but give no digits. False (the default) delivers them on Digits
 	// with Source [SourceRFC4733].
 	DisableRFC4733 bool
+	// SSRC is the synchronisation source the remote announced for this stream in its SDP (a=ssrc,
+	// RFC 5576: [Answer.SSRC], [RemoteOffer.SSRC]); zero when it announced none. Only a Receiver on a
+	// shared [Mux] port uses it, to tell apart several streams that arrive from one remote address.
+	SSRC uint32
 }
 
 // RecvStats are a Receiver's counters since it was created.
@@ -76,7 +80,8 @@ type RecvStats struct {
 // configured) and keeps RFC 3550 receiver statistics. Run is its single goroutine; Digits and Stats
 // are safe for concurrent use.
 type Receiver struct {
-	conn   *net.UDPConn
+	conn   *net.UDPConn // nil on a Mux lane
+	lane   *lane        // the shared socket that feeds this Receiver; nil for a socket of its own
 	cfg    ReceiverConfig
 	remote netip.AddrPort
 	dtmfPT [128]bool
@@ -86,7 +91,12 @@ type Receiver struct {
 	epoch  time.Time // origin of arrival times for the jitter estimate
 	ran    atomic.Bool
 
-	// Owned by the Run goroutine.
+	// On a Mux lane: set by the lane's read loop, under the lane's lock.
+	muxSSRC    uint32     // the SSRC this Receiver takes on a shared remote address, once latched
+	muxLatched bool       // muxSSRC is set
+	muxStop    chan error // the lane's verdict that ends Run: ErrInactive or ErrMuxClosed; capacity 1
+
+	// Owned by the Run goroutine, or by the lane's read loop on a Mux (buf is unused there).
 	buf       [recvBufSize]byte
 	pkt       rtp.Packet
 	dtmf      dtmfDecoder
@@ -151,12 +161,19 @@ func (r *Receiver) Stats() RecvStats {
 //
 // Run uses the connection's read deadline to wake every 100 ms and, through context.AfterFunc, the
 // moment ctx is done; it clears the deadline before it returns.
+//
+// A Receiver made by a [Mux] port reads nothing itself: Run registers it with its lane, whose read loop
+// hands it the packets from its remote address (and, when several streams share that address, with its
+// SSRC), and waits for ctx, the inactivity timeout, or the lane closing ([ErrMuxClosed]).
 func (r *Receiver) Run(ctx context.Context) error {
 	if !r.ran.CompareAndSwap(false, true) {
 		return errReceiverReused
 	}
 	if !r.remote.IsValid() || r.remote.Port() == 0 {
 		return fmt.Errorf("media: receiver remote %v is not an address and port", r.remote)
+	}
+	if r.lane != nil {
+		return r.lane.runReceiver(ctx, r)
 	}
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {

@@ -60,6 +60,10 @@ type Offer struct {
 	Codecs          []Codec        // in order of preference; nil means PCMU, PCMA
 	DTMFPayloadType uint8          // dynamic payload type (96-127) for telephone-event; 0 means 101
 	SessionID       uint64         // o= sess-id and sess-version; 0 means a random one (below 2^63), chosen per Marshal call
+	// SSRC, when not zero, is announced as a=ssrc (RFC 5576 §4.1) so that a far end receiving many
+	// streams on one port can tell ours apart before the first packet; the Sender must use it
+	// ([SenderConfig.SSRC]). Zero announces none.
+	SSRC uint32
 }
 
 func (o Offer) codecs() []Codec {
@@ -95,13 +99,13 @@ func (o Offer) Marshal() ([]byte, error) {
 	if dtmf < 96 || dtmf > 127 {
 		return nil, fmt.Errorf("%w: telephone-event payload type %d is not dynamic (96-127)", ErrBadOffer, dtmf)
 	}
-	return marshalAudio(ip, o.Addr.Port(), codecs, dtmf, true, o.SessionID, ErrBadOffer)
+	return marshalAudio(ip, o.Addr.Port(), codecs, dtmf, true, o.SessionID, o.SSRC, ErrBadOffer)
 }
 
 // marshalAudio writes a session of one audio stream (RFC 4566): the codecs in order, telephone-event on
-// dtmf when withDTMF (events 0-16, RFC 4733 §2.4.1), a=ptime:20 and a=sendrecv. A zero id draws a
-// random one. Errors wrap errKind.
-func marshalAudio(ip netip.Addr, port uint16, codecs []Codec, dtmf uint8, withDTMF bool, id uint64, errKind error) ([]byte, error) {
+// dtmf when withDTMF (events 0-16, RFC 4733 §2.4.1), a=ptime:20, a=sendrecv and, when ssrc is not zero,
+// a=ssrc with a cname (RFC 5576 §4.1, §6.1). A zero id draws a random one. Errors wrap errKind.
+func marshalAudio(ip netip.Addr, port uint16, codecs []Codec, dtmf uint8, withDTMF bool, id uint64, ssrc uint32, errKind error) ([]byte, error) {
 	var used [128]bool
 	if withDTMF {
 		used[dtmf] = true
@@ -133,6 +137,11 @@ func marshalAudio(ip netip.Addr, port uint16, codecs []Codec, dtmf uint8, withDT
 		// RFC 4566 §5.2 only asks for uniqueness; staying below 2^63 keeps peers that parse it as a
 		// signed 64-bit integer happy.
 		id = rand.Uint64N(1<<63-1) + 1
+	}
+	if ssrc != 0 {
+		// RFC 5576 §6.1 requires a cname with every a=ssrc; one per session is unique enough (RFC 7022).
+		attrs = append(attrs, sdp.NewAttribute("ssrc",
+			strconv.FormatUint(uint64(ssrc), 10)+" cname:"+strconv.FormatUint(id, 36)))
 	}
 	addrType := "IP4"
 	if ip.Is6() {
@@ -178,6 +187,7 @@ type Answer struct {
 	DTMFPayloadType uint8          // telephone-event/8000 payload type in the answer; 0 when HasDTMF is false
 	HasDTMF         bool           // the answer accepted telephone-event/8000
 	Ptime           time.Duration  // a=ptime of the answer; DefaultPtime when absent or unparsable
+	SSRC            uint32         // the first a=ssrc of the stream (RFC 5576): the remote's SSRC; 0 when it announced none
 }
 
 // ParseAnswer parses the SDP answer body (RFC 4566, with pion/sdp) and negotiates it against offer
@@ -206,7 +216,23 @@ func ParseAnswer(offer Offer, body []byte) (Answer, error) {
 		DTMFPayloadType: dtmf,
 		HasDTMF:         hasDTMF,
 		Ptime:           ptime,
+		SSRC:            announcedSSRC(md),
 	}, nil
+}
+
+// announcedSSRC returns the SSRC of the stream's first a=ssrc line (RFC 5576 §4.1: "a=ssrc:<ssrc-id>
+// <attribute>"), or 0 when there is none or it does not parse.
+func announcedSSRC(md *sdp.MediaDescription) uint32 {
+	v, ok := md.Attribute("ssrc")
+	if !ok {
+		return 0
+	}
+	id, _, _ := strings.Cut(strings.TrimSpace(v), " ")
+	n, err := strconv.ParseUint(id, 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint32(n)
 }
 
 // parseAudio parses an SDP body and returns its first m=audio stream, the stream's RTP address and its

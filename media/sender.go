@@ -54,6 +54,10 @@ type SenderConfig struct {
 	// number the peer's SDP gave it ([Answer.DTMFPayloadType]), 96-127 in practice. Zero means the
 	// stream carries no events and PlayDigit refuses every digit.
 	DTMFPayloadType uint8
+	// SSRC is the stream's synchronisation source (RFC 3550 §5.1). Zero means a random one. Set it when
+	// the SSRC was announced before the Sender existed, in an SDP a=ssrc line (RFC 5576), as a call on
+	// a shared [Mux] port does so that the far end can tell its streams apart.
+	SSRC uint32
 }
 
 // SendStats are a Sender's counters since it was created.
@@ -81,13 +85,14 @@ type utterance struct {
 // Its SSRC, first sequence number and first timestamp are random (RFC 3550 §5.1). Run is its single
 // pacing goroutine; Play, Stop and Stats may be called from any goroutine, before, during or after Run.
 type Sender struct {
-	w     packetWriter
+	w     packetWriter // nil when the Sender runs on a Mux lane
+	lane  *lane        // the shared socket that paces this Sender; nil for a socket of its own
 	dst   netip.AddrPort
 	cfg   SenderConfig
 	ran   atomic.Bool
 	clock Clock // set by Run
 
-	// Owned by the Run goroutine.
+	// Owned by the Run goroutine, or by the lane's pacing loop on a Mux.
 	hdr     rtp.Header
 	ts0     uint32 // timestamp of slot 0
 	buf     [rtpHeaderSize + FrameSize]byte
@@ -118,7 +123,10 @@ func newSender(w packetWriter, dst netip.AddrPort, cfg SenderConfig) *Sender {
 		Version:        2,
 		PayloadType:    cfg.PayloadType,
 		SequenceNumber: uint16(rand.Uint32()),
-		SSRC:           rand.Uint32(),
+		SSRC:           cfg.SSRC,
+	}
+	for s.hdr.SSRC == 0 {
+		s.hdr.SSRC = rand.Uint32() // zero is valid RTP, but our configs use it for "unset"
 	}
 	return s
 }
@@ -139,19 +147,21 @@ func newSender(w packetWriter, dst netip.AddrPort, cfg SenderConfig) *Sender {
 //
 // Run returns ctx.Err() when ctx is done, or the first write error. Either way every utterance still
 // queued is dropped and its channel closed, and later Play calls are dropped at once.
+//
+// A Sender made by a [Mux] port has no goroutine of its own: Run hands it to its lane's pacing loop,
+// which sends the packets of every Sender of the lane with batched writes on the same 20 ms grid, and
+// waits for ctx (or for the lane to close, which returns [ErrMuxClosed]). The rules above hold, with
+// one difference: the stream's first slot is the lane's next free tick, at most 20 ms after Run.
 func (s *Sender) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errSenderReused
 	}
 	defer s.end()
-	if s.cfg.PayloadType > 127 {
-		return fmt.Errorf("media: sender payload type %d out of range", s.cfg.PayloadType)
+	if err := s.check(); err != nil {
+		return err
 	}
-	if s.cfg.Silence != nil && len(s.cfg.Silence) != FrameSize {
-		return fmt.Errorf("media: sender silence frame is %d bytes, want %d", len(s.cfg.Silence), FrameSize)
-	}
-	if !s.dst.IsValid() || s.dst.Port() == 0 || s.dst.Addr().IsUnspecified() {
-		return fmt.Errorf("media: sender destination %v is not an address and port", s.dst)
+	if s.lane != nil {
+		return s.lane.runSender(ctx, s)
 	}
 	s.clock = s.cfg.Clock
 	if s.clock == nil {
@@ -173,10 +183,7 @@ func (s *Sender) Run(ctx context.Context) error {
 			skip := uint64(late / FrameDuration)
 			slot += skip
 			late -= time.Duration(skip) * FrameDuration
-			s.gap = true
-			s.mu.Lock()
-			s.stats.Skipped += skip
-			s.mu.Unlock()
+			s.skip(skip)
 		}
 		if err := s.sendSlot(slot, late); err != nil {
 			return err
@@ -185,9 +192,58 @@ func (s *Sender) Run(ctx context.Context) error {
 	}
 }
 
+// check validates the configuration and destination before the first packet.
+func (s *Sender) check() error {
+	if s.cfg.PayloadType > 127 {
+		return fmt.Errorf("media: sender payload type %d out of range", s.cfg.PayloadType)
+	}
+	if s.cfg.Silence != nil && len(s.cfg.Silence) != FrameSize {
+		return fmt.Errorf("media: sender silence frame is %d bytes, want %d", len(s.cfg.Silence), FrameSize)
+	}
+	if !s.dst.IsValid() || s.dst.Port() == 0 || s.dst.Addr().IsUnspecified() {
+		return fmt.Errorf("media: sender destination %v is not an address and port", s.dst)
+	}
+	return nil
+}
+
+// skip records n 20 ms slots skipped because the pacing fell too far behind.
+func (s *Sender) skip(n uint64) {
+	s.gap = true
+	s.mu.Lock()
+	s.stats.Skipped += n
+	s.mu.Unlock()
+}
+
 // sendSlot writes the packet of one 20 ms slot, if there is anything to write. late is how long after
 // the slot's deadline it is written. It allocates nothing.
 func (s *Sender) sendSlot(slot uint64, late time.Duration) error {
+	p := s.fill(s.buf[:], slot)
+	if p.err != nil {
+		return s.failed(p, p.err)
+	}
+	if p.n == 0 {
+		return nil
+	}
+	if _, err := s.w.WriteToUDPAddrPort(s.buf[:p.n], s.dst); err != nil {
+		return s.failed(p, err)
+	}
+	s.sent(p, late)
+	return nil
+}
+
+// slotPacket is what fill put in a buffer for one slot, kept until the write is done.
+type slotPacket struct {
+	n      int           // bytes in the buffer; 0 when the slot carries nothing
+	done   chan struct{} // to close once written: the end of an utterance or of a key press
+	played bool          // a frame from Play, not silence
+	event  bool          // an RFC 4733 packet
+	err    error         // the packet could not be built
+}
+
+// fill writes the packet of one 20 ms slot into buf (at least rtpHeaderSize+FrameSize bytes) and
+// advances the header, or returns n 0 when there is nothing to send. The caller writes the packet,
+// then calls sent or failed. It allocates nothing.
+func (s *Sender) fill(buf []byte, slot uint64) slotPacket {
 	var (
 		payload []byte
 		done    chan struct{}
@@ -204,7 +260,7 @@ func (s *Sender) sendSlot(slot uint64, late time.Duration) error {
 	s.mu.Unlock()
 	if payload == nil {
 		s.gap = true
-		return nil
+		return slotPacket{}
 	}
 
 	if event {
@@ -216,29 +272,36 @@ func (s *Sender) sendSlot(slot uint64, late time.Duration) error {
 		s.hdr.Marker = !s.sentAny || s.gap
 		s.hdr.Timestamp = s.ts0 + uint32(slot)*samplesPerFrame
 	}
-	n, err := s.hdr.MarshalTo(s.buf[:])
-	if err == nil {
-		n += copy(s.buf[n:], payload)
-		_, err = s.w.WriteToUDPAddrPort(s.buf[:n], s.dst)
+	n, err := s.hdr.MarshalTo(buf)
+	if err != nil || len(buf)-n < len(payload) {
+		// Only a buffer too short for the packet fails; every caller passes a full packet buffer.
+		return slotPacket{done: done, err: fmt.Errorf("media: rtp packet does not fit a %d-byte buffer", len(buf))}
 	}
-	if err != nil {
-		if done != nil {
-			close(done)
-		}
-		return fmt.Errorf("media: rtp send to %v: %w", s.dst, err)
-	}
+	n += copy(buf[n:], payload)
 	s.hdr.SequenceNumber++
 	s.sentAny, s.gap = true, false
+	return slotPacket{n: n, done: done, played: played, event: event}
+}
 
+// failed ends a packet that could not be written and returns the error for Run.
+func (s *Sender) failed(p slotPacket, err error) error {
+	if p.done != nil {
+		close(p.done)
+	}
+	return fmt.Errorf("media: rtp send to %v: %w", s.dst, err)
+}
+
+// sent counts a packet that was written, late after its slot's deadline, and closes its done channel.
+func (s *Sender) sent(p slotPacket, late time.Duration) {
 	s.mu.Lock()
 	s.stats.Packets++
-	s.stats.Bytes += uint64(n)
-	if played {
+	s.stats.Bytes += uint64(p.n)
+	if p.played {
 		s.stats.FramesPlayed++
 	}
-	if event {
+	if p.event {
 		s.stats.EventPackets++
-		if done != nil {
+		if p.done != nil {
 			s.stats.Digits++
 		}
 	}
@@ -249,10 +312,9 @@ func (s *Sender) sendSlot(slot uint64, late time.Duration) error {
 		s.stats.MaxLateness = late
 	}
 	s.mu.Unlock()
-	if done != nil {
-		close(done)
+	if p.done != nil {
+		close(p.done)
 	}
-	return nil
 }
 
 // nextFrame pops the next frame to send: the head utterance's next frame, else the silence frame, else
