@@ -1,13 +1,15 @@
 // Package dispatch is the call queue and scheduler: it decides when each
 // queued call is placed, so that a node never has more than a set number of
-// calls in progress nor starts more than a set number per second.
+// calls in progress, nor starts more than a set number per second, nor starts
+// one while its CPU is above a set load.
 //
 // It owns the queue of [Job]s, the concurrency limit, the calls-per-second
-// budget, and the shutdown drain. It does not own what a call does (package
-// callflow, reached through [Caller]), nor the verification a call belongs
-// to: it never sees a code until the moment of dialling, when it asks the
-// [Handler] for the [callflow.Request], and it never stores, checks or logs
-// one. It knows no HTTP and no storage.
+// budget, the admission by CPU load ([Config.MaxCPU], measured by a
+// [CPUSampler]), and the shutdown drain. It does not own what a call does
+// (package callflow, reached through [Caller]), nor the verification a call
+// belongs to: it never sees a code until the moment of dialling, when it asks
+// the [Handler] for the [callflow.Request], and it never stores, checks or
+// logs one. It knows no HTTP and no storage.
 //
 // [Memory] is the in-process queue, the default for a single node. A durable
 // queue (Redis Streams with a consumer group, so that several nodes share the
@@ -15,13 +17,13 @@
 // contract with the same [Handler] and [Caller].
 //
 // The life of a job: [Queue.Enqueue] stores it; the dispatcher waits for a
-// free call slot, takes the job, waits for a calls-per-second token, and only
-// then calls [Handler.Prepare], so a verification that expired or was
-// cancelled while its job waited is never dialled. A prepared job is handed
-// to the [Caller] on its own goroutine; its events go to [Handler.Event] and
-// its result to [Handler.Finish]. A job that is not dialled goes to
-// [Handler.Skipped]. Each job ends in exactly one Finish or one Skipped on
-// the node that took it.
+// free call slot, takes the job, waits while the CPU load is above MaxCPU,
+// waits for a calls-per-second token, and only then calls [Handler.Prepare],
+// so a verification that expired or was cancelled while its job waited is
+// never dialled. A prepared job is handed to the [Caller] on its own
+// goroutine; its events go to [Handler.Event] and its result to
+// [Handler.Finish]. A job that is not dialled goes to [Handler.Skipped]. Each
+// job ends in exactly one Finish or one Skipped on the node that took it.
 package dispatch
 
 import (
@@ -183,6 +185,17 @@ type Stats struct {
 	// DrainCanceled counts calls still in progress when the drain timeout
 	// expired at shutdown, whose context was therefore cancelled.
 	DrainCanceled uint64
+	// HeldForCPU counts the times this node stopped starting calls because
+	// the CPU load was above Config.MaxCPU: in [Memory], the job next in line
+	// waited; in the Redis Streams queue, the node stopped reading jobs and
+	// left them to the other nodes. One count per hold, however long.
+	HeldForCPU uint64
+	// HeldForCPUTime is the total time of those holds, the current one
+	// included.
+	HeldForCPUTime time.Duration
+	// CPULoad is the load the sampler reports now (see [CPUSampler]); 0 when
+	// MaxCPU is off.
+	CPULoad float64
 }
 
 // Config sets the limits of a dispatcher. The zero value is usable.
@@ -203,8 +216,24 @@ type Config struct {
 	// is done, before their context is cancelled. If zero or negative, 2
 	// minutes is used.
 	DrainTimeout time.Duration
-	// Logger receives one line per skipped job and per shutdown; it never sees a
-	// code. If nil, logs are discarded.
+	// MaxCPU is the CPU load (see [CPUSampler]: the process's CPU time over
+	// wall time × GOMAXPROCS) above which no new call is started, so that an
+	// overloaded node delays calls instead of garbling their audio. While the
+	// load is above it the dispatcher holds, with its call slot: the next job
+	// is not taken further (it stays queued, is not prepared, spends no token)
+	// and the load is looked at again every 250 ms. Dials resume once the load
+	// is at most MaxCPU − 0.05, or MaxCPU/2 if that is higher: the hysteresis
+	// keeps them from flapping around the threshold. Calls in progress are
+	// never touched, and a job keeps its own expiry: a verification that
+	// expired while held is skipped by Prepare, which comes after the hold.
+	// If zero, negative or NaN, there is no CPU limit.
+	MaxCPU float64
+	// CPU measures the load compared with MaxCPU. If nil, the queue builds a
+	// [ProcessCPU] and runs it for the time of its Run. Unused when MaxCPU is
+	// off.
+	CPU CPUSampler
+	// Logger receives one line per skipped job, per hold for CPU and per
+	// shutdown; it never sees a code. If nil, logs are discarded.
 	Logger *slog.Logger
 }
 

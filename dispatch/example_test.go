@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/dispatch"
@@ -62,4 +63,36 @@ func ExampleMemory() {
 	// CA2 skipped: verification VE2 expired: dispatch: job skipped
 	// run: <nil>
 	// dialled 1 skipped 1
+}
+
+// busyThenIdle stands in for the process's CPU: busy at the first look, idle after.
+type busyThenIdle struct{ looks atomic.Int32 }
+
+func (b *busyThenIdle) CPULoad() float64 {
+	if b.looks.Add(1) == 1 {
+		return 0.97
+	}
+	return 0.2
+}
+
+// With MaxCPU set, a job waits, still queued, while the load is above it; it is dialled once the load
+// has dropped (here at the next look, 250 ms later).
+func ExampleConfig_maxCPU() {
+	h := verifications{reported: make(chan string)}
+	q := dispatch.NewMemory(phone{}, h, dispatch.Config{MaxCPU: 0.9, CPU: &busyThenIdle{}})
+	ctx, stop := context.WithCancel(context.Background())
+	stopped := make(chan error)
+	go func() { stopped <- q.Run(ctx) }()
+
+	_ = q.Enqueue(ctx, dispatch.Job{VerificationID: "VE1", CallID: "CA1", To: "+15551230001", Attempt: 1})
+	fmt.Println(<-h.reported)
+	stop()
+	<-stopped
+	st := q.Stats()
+	fmt.Println("dialled", st.Dialled, "held for CPU", st.HeldForCPU)
+	// Output:
+	// CA1 event dialing
+	// CA1 event answered
+	// CA1 finished: delivered
+	// dialled 1 held for CPU 1
 }

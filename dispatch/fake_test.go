@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,11 +16,13 @@ import (
 // fakeClock is a clock whose time moves only when the dispatcher sleeps:
 // a sleep shorter than hold returns at once with the clock advanced to its
 // end; a sleep of hold or longer (when hold > 0) signals held and blocks
-// until ctx is done or release is closed.
+// until ctx is done, release is closed, or step receives a value (which
+// ends that one sleep).
 type fakeClock struct {
 	hold    time.Duration
 	held    chan time.Duration // receives the length of each held sleep
 	release chan struct{}
+	step    chan struct{}
 
 	mu     sync.Mutex // guards now and sleeps
 	now    time.Time
@@ -31,6 +34,7 @@ func newFakeClock(hold time.Duration) *fakeClock {
 		hold:    hold,
 		held:    make(chan time.Duration, 8),
 		release: make(chan struct{}),
+		step:    make(chan struct{}),
 		now:     time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 	}
 }
@@ -61,6 +65,7 @@ func (c *fakeClock) SleepUntil(ctx context.Context, t time.Time) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-c.release:
+		case <-c.step:
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -262,3 +267,18 @@ func mustEnqueue(t *testing.T, m *Memory, jobs ...Job) {
 }
 
 var errBoom = errors.New("store unavailable")
+
+// fakeCPU is a CPUSampler whose load the test sets.
+type fakeCPU struct {
+	bits atomic.Uint64
+}
+
+func newFakeCPU(load float64) *fakeCPU {
+	f := &fakeCPU{}
+	f.set(load)
+	return f
+}
+
+func (f *fakeCPU) set(load float64) { f.bits.Store(math.Float64bits(load)) }
+
+func (f *fakeCPU) CPULoad() float64 { return math.Float64frombits(f.bits.Load()) }

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/voiceotp/voiceotp/callflow"
+	"github.com/voiceotp/voiceotp/dispatch/internal/admit"
 )
 
 // Memory is the in-process queue: a bounded buffer of jobs and one
@@ -29,6 +31,8 @@ type Memory struct {
 	clock   clock
 	limiter *rate.Limiter // used only by the Run goroutine
 	queue   chan Job      // capacity cfg.QueueSize; sent to only with mu held
+	cpu     *admit.Gate   // nil when MaxCPU is off; Wait only from the Run goroutine
+	ownCPU  *ProcessCPU   // the sampler Run runs, when cfg.CPU was nil; or nil
 
 	// mu guards closed and every send on queue, so that no job enters the
 	// queue after Run has drained it for the last time.
@@ -61,7 +65,7 @@ func newMemory(c Caller, h Handler, cfg Config, clk clock) *Memory {
 		panic("dispatch: NewMemory needs a Caller and a Handler")
 	}
 	cfg = cfg.withDefaults()
-	return &Memory{
+	m := &Memory{
 		caller:  c,
 		h:       h,
 		cfg:     cfg,
@@ -69,6 +73,23 @@ func newMemory(c Caller, h Handler, cfg Config, clk clock) *Memory {
 		limiter: rate.NewLimiter(rate.Limit(cfg.CPS), 1),
 		queue:   make(chan Job, cfg.QueueSize),
 	}
+	m.cpu, m.ownCPU = cpuGate(cfg, clk.Now, clk.SleepUntil)
+	return m
+}
+
+// cpuGate builds the CPU admission of cfg, and the sampler the queue must run
+// if cfg.CPU is nil; both are nil when MaxCPU is off.
+func cpuGate(cfg Config, now func() time.Time, sleepUntil func(context.Context, time.Time) error) (*admit.Gate, *ProcessCPU) {
+	if !(cfg.MaxCPU > 0) {
+		return nil, nil
+	}
+	var own *ProcessCPU
+	s := cfg.CPU
+	if s == nil {
+		own = NewProcessCPU()
+		s = own
+	}
+	return admit.New(cfg.MaxCPU, s, now, sleepUntil, cfg.Logger), own
 }
 
 // Enqueue adds j to the queue without waiting: it returns ErrQueueFull when
@@ -103,17 +124,20 @@ func (m *Memory) Enqueue(ctx context.Context, j Job) error {
 
 // Run dispatches jobs until ctx is done. For each job it waits, in this
 // order, for a free slot (at most MaxConcurrent jobs are prepared or called
-// at once), for a job, and for a calls-per-second token; it then calls
+// at once), for a job, while the CPU load is above MaxCPU (the job still
+// counts as Queued), and for a calls-per-second token; it then calls
 // [Handler.Prepare] and, if that succeeds, [Caller.Run] on a goroutine of the
-// job's own, which reports to [Handler.Event] and [Handler.Finish].
+// job's own, which reports to [Handler.Event] and [Handler.Finish]. If
+// MaxCPU is set and Config.CPU is nil, Run also runs a [ProcessCPU].
 //
-// When ctx is done Run stops taking jobs: queued jobs, a job waiting for its
-// token, and jobs whose Prepare returns after that point are reported to
-// [Handler.Skipped] with ErrClosed and never dialled. Calls already dialled
-// run on, with a context that is not ctx, for up to DrainTimeout; then their
-// context is cancelled so they hang up. Run returns once every call goroutine
-// has returned and every job has been reported; after that Enqueue returns
-// ErrClosed. Run returns nil, or an error if it was called before.
+// When ctx is done Run stops taking jobs: queued jobs, a job held for CPU or
+// waiting for its token, and jobs whose Prepare returns after that point are
+// reported to [Handler.Skipped] with ErrClosed and never dialled. Calls
+// already dialled run on, with a context that is not ctx, for up to
+// DrainTimeout; then their context is cancelled so they hang up. Run returns
+// once every call goroutine has returned and every job has been reported;
+// after that Enqueue returns ErrClosed. Run returns nil, or an error if it
+// was called before.
 func (m *Memory) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("dispatch: Run called twice")
@@ -121,6 +145,10 @@ func (m *Memory) Run(ctx context.Context) error {
 	// Calls outlive ctx by the drain timeout; callCtx is theirs.
 	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelCalls()
+	if m.ownCPU != nil {
+		stop := runSampler(m.ownCPU)
+		defer stop()
+	}
 	var wg sync.WaitGroup
 	m.dispatch(ctx, callCtx, &wg)
 	m.drain(&wg, cancelCalls)
@@ -140,9 +168,17 @@ func (m *Memory) dispatch(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 		var j Job
 		select {
 		case j = <-m.queue:
-			m.queued.Add(-1)
 		case <-ctx.Done():
 			<-slots
+			return
+		}
+		// A job held for CPU is still waiting: it counts as queued, and at
+		// shutdown it is skipped like the jobs behind it.
+		err := m.cpu.Wait(ctx)
+		m.queued.Add(-1)
+		if err != nil {
+			<-slots
+			m.skip(j, ErrClosed)
 			return
 		}
 		// The token is taken after the job, never while idle: with a burst of 1
@@ -246,13 +282,32 @@ func (m *Memory) drain(wg *sync.WaitGroup, cancelCalls context.CancelFunc) {
 
 // Stats returns a snapshot of the counters. It is safe for concurrent use.
 func (m *Memory) Stats() Stats {
+	held, heldFor := m.cpu.Held()
 	return Stats{
-		Queued:        int(m.queued.Load()),
-		Active:        int(m.active.Load()),
-		Enqueued:      m.enqueued.Load(),
-		Rejected:      m.rejected.Load(),
-		Dialled:       m.dialled.Load(),
-		Skipped:       m.skipped.Load(),
-		DrainCanceled: m.drainCanceled.Load(),
+		Queued:         int(m.queued.Load()),
+		Active:         int(m.active.Load()),
+		Enqueued:       m.enqueued.Load(),
+		Rejected:       m.rejected.Load(),
+		Dialled:        m.dialled.Load(),
+		Skipped:        m.skipped.Load(),
+		DrainCanceled:  m.drainCanceled.Load(),
+		HeldForCPU:     held,
+		HeldForCPUTime: heldFor,
+		CPULoad:        m.cpu.Load(),
+	}
+}
+
+// runSampler runs p on a goroutine of its own until the returned stop is
+// called; stop waits for it to return.
+func runSampler(p *ProcessCPU) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }

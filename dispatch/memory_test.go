@@ -21,8 +21,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"zero", Config{}, Config{MaxConcurrent: 100, CPS: 10, QueueSize: 10000, DrainTimeout: 2 * time.Minute}},
 		{"negative", Config{MaxConcurrent: -1, CPS: -3, QueueSize: -5, DrainTimeout: -time.Second},
 			Config{MaxConcurrent: 100, CPS: 10, QueueSize: 10000, DrainTimeout: 2 * time.Minute}},
-		{"set", Config{MaxConcurrent: 7, CPS: 0.5, QueueSize: 3, DrainTimeout: time.Second},
-			Config{MaxConcurrent: 7, CPS: 0.5, QueueSize: 3, DrainTimeout: time.Second}},
+		{"set", Config{MaxConcurrent: 7, CPS: 0.5, QueueSize: 3, DrainTimeout: time.Second, MaxCPU: 0.8},
+			Config{MaxConcurrent: 7, CPS: 0.5, QueueSize: 3, DrainTimeout: time.Second, MaxCPU: 0.8}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

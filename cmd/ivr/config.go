@@ -73,6 +73,7 @@ type serveConfig struct {
 		CPS           float64       `yaml:"cps" help:"new calls per second"`
 		QueueSize     int           `yaml:"queue_size" help:"calls waiting to be dialled before starts are refused"`
 		DrainTimeout  time.Duration `yaml:"drain_timeout" help:"on shutdown, how long active calls may finish"`
+		MaxCPU        float64       `yaml:"max_cpu" help:"start no new call while this process's CPU use is above this fraction of the cores Go may use (GOMAXPROCS), 0-1: queued calls wait (with redis.url, the node reads no jobs and leaves them to the others), calls in progress go on, and dials resume below max_cpu - 0.05 (0: off)"`
 	} `yaml:"dispatch"`
 
 	Redis struct {
@@ -122,6 +123,7 @@ func defaultServeConfig() serveConfig {
 	c.Dispatch.CPS = 10
 	c.Dispatch.QueueSize = 10000
 	c.Dispatch.DrainTimeout = 2 * time.Minute
+	c.Dispatch.MaxCPU = 0.9
 	c.Limits.SendsPerNumber = 10
 	c.Limits.SendsWindow = time.Hour
 	c.Webhook.MaxAttempts = 8

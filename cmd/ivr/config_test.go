@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,7 +23,8 @@ func TestConfigPrecedence(t *testing.T) {
 	cfg := defaultServeConfig()
 	var stderr bytes.Buffer
 	_, err := loadConfig("ivr serve", &cfg, []string{"--config", path, "--call.tries", "4", "--otp.allow_short_codes"}, &stderr,
-		env(map[string]string{"IVR_LISTEN": "127.0.0.1:9100", "IVR_CALL_TRIES": "9", "IVR_SIP_PASSWORD": "s3cret"}))
+		env(map[string]string{"IVR_LISTEN": "127.0.0.1:9100", "IVR_CALL_TRIES": "9", "IVR_SIP_PASSWORD": "s3cret",
+			"IVR_DISPATCH_MAX_CPU": "0.75"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +41,8 @@ func TestConfigPrecedence(t *testing.T) {
 		{"bool flag", cfg.OTP.AllowShortCodes, true},
 		{"env secret", cfg.SIP.Password, "s3cret"},
 		{"default kept", cfg.Call.RingTimeout, 45 * time.Second},
+		{"env float", cfg.Dispatch.MaxCPU, 0.75},
+		{"default max_cpu", defaultServeConfig().Dispatch.MaxCPU, 0.9},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -60,6 +64,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"unknown yaml key", []string{"--config", bad}, nil, "colour"},
 		{"bad env duration", nil, map[string]string{"IVR_CALL_KEY_TIMEOUT": "soon"}, "IVR_CALL_KEY_TIMEOUT"},
 		{"bad flag", []string{"--dispatch.cps", "fast"}, nil, "dispatch.cps"},
+		{"bad max_cpu env", nil, map[string]string{"IVR_DISPATCH_MAX_CPU": "90%"}, "IVR_DISPATCH_MAX_CPU"},
 		{"missing file", []string{"--config", filepath.Join(dir, "none.yaml")}, nil, "none.yaml"},
 	}
 	for _, tt := range tests {
@@ -111,6 +116,7 @@ func TestServeRefusesUnsafeConfig(t *testing.T) {
 		{"bad redis url", func(c *serveConfig) { c.Redis.URL = "http://x" }, "redis.url"},
 		{"redis not answering", func(c *serveConfig) { c.Redis.URL = "redis://" + deadRedis + "?dial_timeout=200ms" }, "redis.url"},
 		{"negative sends", func(c *serveConfig) { c.Limits.SendsPerNumber = -1 }, "limits.sends_per_number"},
+		{"max_cpu above one", func(c *serveConfig) { c.Dispatch.MaxCPU = 1.5 }, "dispatch.max_cpu"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,6 +133,44 @@ func TestServeRefusesUnsafeConfig(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not name %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDispatchConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		maxCPU  float64
+		wantErr bool
+	}{
+		{"default", 0.9, false},
+		{"off", 0, false},
+		{"every core", 1, false},
+		{"small", 0.05, false},
+		{"negative", -0.1, true},
+		{"a percentage", 90, true},
+		{"just above one", 1.0001, true},
+		{"NaN", math.NaN(), true},
+		{"infinite", math.Inf(1), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := defaultServeConfig()
+			cfg.Dispatch.MaxCPU = tt.maxCPU
+			d, err := dispatchConfig(cfg, discardLogger())
+			if tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "dispatch.max_cpu") {
+					t.Errorf("error %v, want one naming dispatch.max_cpu", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.MaxCPU != tt.maxCPU || d.MaxConcurrent != 100 || d.CPS != 10 || d.QueueSize != 10000 ||
+				d.DrainTimeout != 2*time.Minute || d.Logger == nil || d.CPU != nil {
+				t.Errorf("dispatch.Config = %+v", d)
 			}
 		})
 	}

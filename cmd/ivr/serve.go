@@ -112,6 +112,10 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 	if cfg.Limits.SendsPerNumber > 0 && cfg.Limits.SendsWindow <= 0 {
 		return nil, errors.New("limits.sends_window: must be positive")
 	}
+	dcfg, err := dispatchConfig(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 	catalog, err := prompts.Load("en")
 	if err != nil {
 		return nil, err
@@ -162,14 +166,10 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return fail(err)
 	}
-	dcfg := dispatch.Config{
-		MaxConcurrent: cfg.Dispatch.MaxConcurrent, CPS: cfg.Dispatch.CPS,
-		QueueSize: cfg.Dispatch.QueueSize, DrainTimeout: cfg.Dispatch.DrainTimeout, Logger: logger,
-	}
 	var queue dispatch.Queue
 	if back.redis != nil {
 		// The CPS budget is the whole deployment's, shared through Redis;
-		// max_concurrent and drain_timeout are this node's.
+		// max_concurrent, max_cpu and drain_timeout are this node's.
 		queue = streams.New(back.redis, runner, srv, streams.Config{Config: dcfg, Consumer: back.node, Lease: cfg.Redis.Lease})
 	} else {
 		queue = dispatch.NewMemory(runner, srv, dcfg)
@@ -190,6 +190,18 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
+	}, nil
+}
+
+// dispatchConfig turns the dispatch section into the queue's configuration.
+func dispatchConfig(cfg serveConfig, logger *slog.Logger) (dispatch.Config, error) {
+	d := cfg.Dispatch
+	if !(d.MaxCPU >= 0 && d.MaxCPU <= 1) {
+		return dispatch.Config{}, fmt.Errorf("dispatch.max_cpu: want a fraction of the cores from 0 (off) to 1, not %v", d.MaxCPU)
+	}
+	return dispatch.Config{
+		MaxConcurrent: d.MaxConcurrent, CPS: d.CPS, QueueSize: d.QueueSize, DrainTimeout: d.DrainTimeout,
+		MaxCPU: d.MaxCPU, Logger: logger,
 	}, nil
 }
 

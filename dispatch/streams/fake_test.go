@@ -325,3 +325,47 @@ func waitAcked(t *testing.T, c *goredis.Client) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// fakeCPU is a dispatch.CPUSampler whose load the test sets; asked receives (without blocking) on each
+// CPULoad, so a test can wait for the dispatcher to look again.
+type fakeCPU struct {
+	asked chan struct{}
+
+	mu   sync.Mutex // guards load
+	load float64
+}
+
+func newFakeCPU(load float64) *fakeCPU { return &fakeCPU{asked: make(chan struct{}, 1), load: load} }
+
+func (f *fakeCPU) set(load float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.load = load
+}
+
+func (f *fakeCPU) CPULoad() float64 {
+	select {
+	case f.asked <- struct{}{}:
+	default:
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.load
+}
+
+// waitAsked waits until f has been asked for the load n more times.
+func (f *fakeCPU) waitAsked(t *testing.T, n int) {
+	t.Helper()
+	select {
+	case <-f.asked: // a look that may predate the call
+	default:
+	}
+	deadline := time.After(30 * time.Second)
+	for i := range n {
+		select {
+		case <-f.asked:
+		case <-deadline:
+			t.Fatalf("the dispatcher looked at the load %d times, want %d", i, n)
+		}
+	}
+}

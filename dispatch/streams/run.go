@@ -29,9 +29,10 @@ type message struct {
 
 // Run dispatches jobs until ctx is done; see the package documentation for the life of a job and for
 // shutdown. For each job it waits, in this order, for a free call slot (at most MaxConcurrent jobs are
-// prepared or called at once on this node), for a job (a reclaimed one first), and for a token of the
-// shared calls-per-second budget; then it calls Handler.Prepare and, if that succeeds, Caller.Run on a
-// goroutine of the job's own.
+// prepared or called at once on this node), while the CPU load is above MaxCPU (reading nothing), for a
+// job (a reclaimed one first), and for a token of the shared calls-per-second budget; then it calls
+// Handler.Prepare and, if that succeeds, Caller.Run on a goroutine of the job's own. If MaxCPU is set
+// and Config.CPU is nil, Run also runs a dispatch.ProcessCPU.
 //
 // Prepare and the call get contexts that are not ctx: they are cancelled only when DrainTimeout has passed
 // after ctx is done, so a Prepare that has started completes its claim, and a call hangs up then. Run
@@ -54,6 +55,14 @@ func (q *Queue) Run(ctx context.Context) error {
 		defer close(maintDone)
 		q.maintain(maintCtx)
 	}()
+	if q.ownCPU != nil {
+		cpuDone := make(chan struct{})
+		go func() {
+			defer close(cpuDone)
+			q.ownCPU.Run(maintCtx)
+		}()
+		defer func() { <-cpuDone }()
+	}
 
 	var wg sync.WaitGroup
 	if q.ensureGroup(ctx) {
@@ -112,6 +121,11 @@ func (q *Queue) dispatch(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			return
+		}
+		// Above MaxCPU the node reads nothing, so the other nodes take the jobs.
+		if err := q.cpu.Wait(ctx); err != nil {
+			<-slots
 			return
 		}
 		m, ok := r.next(ctx)

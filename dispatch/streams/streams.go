@@ -23,9 +23,10 @@
 // # The life of a job
 //
 // [Queue.Enqueue] adds an entry (XADD, in a script that refuses it when QueueSize entries exist). A node's
-// [Queue.Run] takes it (XREADGROUP with its own consumer name) once it has a free call slot, waits for a
-// token of the shared budget, calls [dispatch.Handler.Prepare], and, if that succeeds, [dispatch.Caller.Run]
-// on the job's own goroutine; then [dispatch.Handler.Finish], then XACK and XDEL. A Prepare error (ErrSkip
+// [Queue.Run] takes it (XREADGROUP with its own consumer name) once it has a free call slot and its CPU
+// load is at most MaxCPU (see below), waits for a token of the shared budget, calls
+// [dispatch.Handler.Prepare], and, if that succeeds, [dispatch.Caller.Run] on the job's own goroutine;
+// then [dispatch.Handler.Finish], then XACK and XDEL. A Prepare error (ErrSkip
 // or any other) is reported to [dispatch.Handler.Skipped] and the entry acknowledged: the queue never
 // retries a job by itself. A Prepare that returns a *dispatch.Deferred is the exception: the entry is
 // handed back unreported, its delivery count restored, to be reclaimed by any node once the deferral is
@@ -41,6 +42,15 @@
 // dialled twice. A job delivered more than MaxDeliveries times (it keeps killing or hanging the nodes that
 // take it) is moved to the dead-letter stream instead and reported Skipped with an error wrapping
 // [ErrDeadLetter]; an entry that is not a valid job is dead-lettered without reaching the Handler.
+//
+// # Admission by CPU
+//
+// A node whose CPU load is above MaxCPU (dispatch.Config; measured by its CPUSampler) stops reading: it
+// neither reads new entries nor reclaims lapsed ones, so the jobs stay in the stream for the nodes that
+// have CPU to spare, or wait there if none has. It looks at the load again every 250 ms and reads again
+// once the load is at most MaxCPU − 0.05 (or MaxCPU/2, if that is higher). The jobs it already holds are
+// not affected: calls in progress run on, their leases are renewed, and a job read before the hold goes
+// on to its token and Prepare.
 //
 // # Shutdown
 //
@@ -71,6 +81,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/voiceotp/voiceotp/dispatch"
+	"github.com/voiceotp/voiceotp/dispatch/internal/admit"
 )
 
 // Errors callers branch on.
@@ -97,7 +108,8 @@ const (
 type Config struct {
 	// Config holds the limits of the node: MaxConcurrent calls on this node, CPS for the whole
 	// deployment (the budget is shared through Redis by every node on the same CPSKey), QueueSize for the
-	// whole stream (waiting plus in-progress jobs), DrainTimeout and Logger, with dispatch's defaults.
+	// whole stream (waiting plus in-progress jobs), MaxCPU and CPU for this node (above MaxCPU it stops
+	// reading), DrainTimeout and Logger, with dispatch's defaults.
 	dispatch.Config
 
 	// Stream is the stream's key. If empty, DefaultStream ("ivr:{calls}"). Keep a hash tag in it: the
@@ -174,6 +186,9 @@ type Queue struct {
 	// onToken, if set before Run, is called with Redis's time of each token taken (tests).
 	onToken func(at time.Time)
 
+	cpu    *admit.Gate          // nil when MaxCPU is off; Wait only from the Run goroutine
+	ownCPU *dispatch.ProcessCPU // the sampler Run runs, when cfg.CPU was nil; or nil
+
 	running atomic.Bool
 
 	// mu guards held.
@@ -211,7 +226,7 @@ func New(c goredis.UniversalClient, caller dispatch.Caller, h dispatch.Handler, 
 		panic("streams: New needs a client, a Caller, a Handler and a Consumer name")
 	}
 	cfg = cfg.withDefaults()
-	return &Queue{
+	q := &Queue{
 		c:      c,
 		caller: caller,
 		h:      h,
@@ -220,6 +235,17 @@ func New(c goredis.UniversalClient, caller dispatch.Caller, h dispatch.Handler, 
 		log:    cfg.Logger.With(slog.String("consumer", cfg.Consumer)),
 		held:   make(map[string]*heldJob),
 	}
+	if cfg.MaxCPU > 0 {
+		s := cfg.CPU
+		if s == nil {
+			q.ownCPU = dispatch.NewProcessCPU()
+			s = q.ownCPU
+		}
+		q.cpu = admit.New(cfg.MaxCPU, s, time.Now, func(ctx context.Context, t time.Time) error {
+			return sleep(ctx, time.Until(t))
+		}, q.log)
+	}
+	return q
 }
 
 // enqueue adds a job unless the stream is full.
@@ -260,16 +286,21 @@ func (q *Queue) Enqueue(ctx context.Context, j dispatch.Job) error {
 
 // Stats returns a snapshot of the counters. Queued is the number of jobs in the stream that no node has
 // taken yet, across the deployment, as last sampled by Run (every Lease/3; 0 before Run); the other
-// fields are this node's. Dead-lettered jobs count as Skipped. It is safe for concurrent use.
+// fields are this node's. Dead-lettered jobs count as Skipped; HeldForCPU counts the times this node
+// stopped reading for CPU. It is safe for concurrent use.
 func (q *Queue) Stats() dispatch.Stats {
+	held, heldFor := q.cpu.Held()
 	return dispatch.Stats{
-		Queued:        int(q.queued.Load()),
-		Active:        int(q.active.Load()),
-		Enqueued:      q.enqueued.Load(),
-		Rejected:      q.rejected.Load(),
-		Dialled:       q.dialled.Load(),
-		Skipped:       q.skipped.Load(),
-		DrainCanceled: q.drainCanceled.Load(),
+		Queued:         int(q.queued.Load()),
+		Active:         int(q.active.Load()),
+		Enqueued:       q.enqueued.Load(),
+		Rejected:       q.rejected.Load(),
+		Dialled:        q.dialled.Load(),
+		Skipped:        q.skipped.Load(),
+		DrainCanceled:  q.drainCanceled.Load(),
+		HeldForCPU:     held,
+		HeldForCPUTime: heldFor,
+		CPULoad:        q.cpu.Load(),
 	}
 }
 

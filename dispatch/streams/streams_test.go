@@ -534,3 +534,46 @@ func TestDeferred(t *testing.T) {
 		})
 	}
 }
+
+// TestCPUHeldNodeReadsNothing runs node a above its MaxCPU: it reads no job, so the job stays in the
+// stream, unread, until node b (with CPU to spare) takes it; once a's load drops, a reads again.
+func TestCPUHeldNodeReadsNothing(t *testing.T) {
+	fresh(t)
+	cpu := newFakeCPU(0.95)
+	cfgA := config("a")
+	cfgA.MaxCPU, cfgA.CPU = 0.9, cpu
+	a := newNode(t, cfgA, nil, nil)
+	start(t, a.q)
+	mustEnqueue(t, a.q, job(0))
+	// Two more looks at the load are at least one recheck (250 ms) after the job was added: a, idle and
+	// with free slots, would have read it long before (it reads every BlockTime, 20 ms).
+	cpu.waitAsked(t, 2)
+	if p := pending(t, a.c); len(p) != 0 {
+		t.Fatalf("pending = %+v while a is held, want the job unread", p)
+	}
+	if l := a.c.XLen(context.Background(), streams.DefaultStream).Val(); l != 1 {
+		t.Fatalf("stream length %d, want the job still there", l)
+	}
+	if st := a.q.Stats(); st.HeldForCPU != 1 || st.HeldForCPUTime <= 0 || st.CPULoad != 0.95 || st.Dialled != 0 || st.Active != 0 {
+		t.Errorf("a's stats while held = %+v, want one hold in progress at load 0.95 and nothing taken", st)
+	}
+
+	b := newNode(t, config("b"), nil, nil)
+	stopB := start(t, b.q)
+	waitReports(t, 1, b.rec)
+	stopB()
+	if s := b.rec.snapshot(); s.finished[job(0).CallID] != 1 {
+		t.Errorf("b finished %v, want job 0", s.finished)
+	}
+
+	cpu.set(0.1)
+	mustEnqueue(t, a.q, job(1))
+	waitReports(t, 1, a.rec)
+	if s := a.rec.snapshot(); s.finished[job(1).CallID] != 1 || s.prepared[job(0).CallID] != 0 {
+		t.Errorf("a prepared %v and finished %v; want only job 1, after its load dropped", s.prepared, s.finished)
+	}
+	if st := a.q.Stats(); st.HeldForCPU != 1 || st.Dialled != 1 {
+		t.Errorf("a's stats = %+v, want one hold and one dial", st)
+	}
+	waitAcked(t, a.c)
+}
