@@ -46,6 +46,8 @@ type serveConfig struct {
 		IP       string `yaml:"ip" help:"IP bound for RTP, and announced in SDP unless public_ip is set (default: the SIP listening IP)"`
 		PublicIP string `yaml:"public_ip" help:"IP announced in SDP c= when behind NAT"`
 		Ports    string `yaml:"ports" help:"RTP port range MIN-MAX"`
+		Mode     string `yaml:"mode" help:"RTP sockets: socket (one per call) or dense (a few shared sockets, one per core, batched sendmmsg/recvmmsg)"`
+		Lanes    int    `yaml:"lanes" help:"with mode dense: how many shared RTP sockets (0: one per core)"`
 	} `yaml:"media"`
 
 	Call struct {
@@ -106,6 +108,7 @@ func defaultServeConfig() serveConfig {
 	c.SIP.Listen = "127.0.0.1:5060"
 	c.SIP.FromUser = "voiceotp"
 	c.Media.Ports = "10000-20000"
+	c.Media.Mode = "socket"
 	c.Call.Challenge = "random"
 	c.Call.DTMFMode = "auto"
 	c.Call.Tries = 3

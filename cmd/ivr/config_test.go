@@ -117,6 +117,8 @@ func TestServeRefusesUnsafeConfig(t *testing.T) {
 		{"redis not answering", func(c *serveConfig) { c.Redis.URL = "redis://" + deadRedis + "?dial_timeout=200ms" }, "redis.url"},
 		{"negative sends", func(c *serveConfig) { c.Limits.SendsPerNumber = -1 }, "limits.sends_per_number"},
 		{"max_cpu above one", func(c *serveConfig) { c.Dispatch.MaxCPU = 1.5 }, "dispatch.max_cpu"},
+		{"unknown media mode", func(c *serveConfig) { c.Media.Mode = "shared" }, "media.mode"},
+		{"negative lanes", func(c *serveConfig) { c.Media.Lanes = -1 }, "media.lanes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

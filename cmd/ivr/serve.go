@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/voiceotp/voiceotp/api"
@@ -18,6 +19,7 @@ import (
 	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/dispatch/streams"
+	"github.com/voiceotp/voiceotp/media"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/prompts"
 	"github.com/voiceotp/voiceotp/sip"
@@ -86,6 +88,7 @@ type app struct {
 	hooks  *webhook.Sender
 	ln     net.Listener
 	server *http.Server
+	mux    *media.Mux // the shared RTP lanes in media.mode dense; nil otherwise
 }
 
 // newApp validates cfg (errors name the field) and builds the server. The
@@ -103,6 +106,10 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 		return nil, errors.New("api_keys: serving without an API key is refused unless listen is a loopback address")
 	}
 	ccfg, err := callConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dense, err := mediaMode(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +139,15 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 		back.close()
 		return nil, fmt.Errorf("sip: %w", err)
 	}
-	fail := func(err error) (*app, error) { ua.Close(); back.close(); return nil, err }
+	var mux *media.Mux
+	fail := func(err error) (*app, error) {
+		if mux != nil {
+			mux.Close()
+		}
+		ua.Close()
+		back.close()
+		return nil, err
+	}
 	trunks, err := sip.NewTrunks(ua, tcs)
 	if err != nil {
 		return fail(err)
@@ -143,7 +158,14 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 	if !ccfg.MediaIP.IsValid() {
 		ccfg.MediaIP = ua.LocalAddr().Addr()
 	}
-	runner, err := callflow.New(trunks, catalog, ccfg, callflow.WithLogger(logger))
+	ropts := []callflow.Option{callflow.WithLogger(logger)}
+	if dense {
+		if mux, err = media.NewMux(media.MuxConfig{IP: ccfg.MediaIP, Ports: ccfg.Ports, Lanes: cfg.Media.Lanes}); err != nil {
+			return fail(fmt.Errorf("media: %w", err))
+		}
+		ropts = append(ropts, callflow.WithMux(mux))
+	}
+	runner, err := callflow.New(trunks, catalog, ccfg, ropts...)
 	if err != nil {
 		return fail(fmt.Errorf("call: %w", err))
 	}
@@ -180,7 +202,7 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 		return fail(fmt.Errorf("listen: %w", err))
 	}
 	return &app{
-		cfg: cfg, log: logger, ua: ua, trunks: trunks, svc: svc, api: srv, back: back, queue: queue, hooks: hooks, ln: ln,
+		cfg: cfg, log: logger, ua: ua, trunks: trunks, svc: svc, api: srv, back: back, queue: queue, hooks: hooks, ln: ln, mux: mux,
 		server: &http.Server{
 			Handler:           srv.Handler(),
 			ReadHeaderTimeout: 5 * time.Second,
@@ -284,6 +306,20 @@ func maxCallLength(c callflow.Config, trunks int) time.Duration {
 	return time.Duration(max(1, trunks))*c.RingTimeout + c.MaxCallDuration + callLengthMargin
 }
 
+// mediaMode reads media.mode and media.lanes: true for the dense mode.
+func mediaMode(cfg serveConfig) (bool, error) {
+	if cfg.Media.Lanes < 0 || cfg.Media.Lanes > 1024 {
+		return false, fmt.Errorf("media.lanes: want 0 (one per core) to 1024, not %d", cfg.Media.Lanes)
+	}
+	switch strings.ToLower(cfg.Media.Mode) {
+	case "", "socket":
+		return false, nil
+	case "dense":
+		return true, nil
+	}
+	return false, fmt.Errorf("media.mode: want socket or dense, not %q", cfg.Media.Mode)
+}
+
 // callConfig turns the call section into the call script's configuration.
 func callConfig(cfg serveConfig) (callflow.Config, error) {
 	var c callflow.Config
@@ -372,6 +408,9 @@ func (a *app) run(ctx context.Context) error {
 	stopTrunks() // un-registers
 	<-trunksDone
 	a.ua.Close()
+	if a.mux != nil {
+		a.mux.Close() // after the queue drained: no call uses it any more
+	}
 	a.back.close()
 	return runErr
 }
