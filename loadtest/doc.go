@@ -7,7 +7,7 @@
 //   - [Phone]: a SIP UAS (package sip, Config.OnInvite) on its own UDP port
 //     that treats each call per a [Plan] (answer, no key, busy, no answer,
 //     hang up during the code, with an answer delay), answers with an SDP
-//     answer (package media), sends silence back every 20 ms like a
+//     answer (package media), sends silence, or a looped recording ([PhoneAudio]), back every 20 ms like a
 //     microphone, presses keys as RFC 4733 events, and delivers a [CallReport]
 //     when the call ends.
 //   - [Recogniser] and [Listener]: recognition of the catalog prompts in the

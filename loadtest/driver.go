@@ -50,6 +50,9 @@ type DriverConfig struct {
 	// NoAudio makes the phones send nothing but key presses; by default they send silence back every
 	// 20 ms like a microphone (full duplex).
 	NoAudio bool
+	// Audio, if set (and NoAudio is not), is the recording the phones send back instead of silence,
+	// looped for the whole of each call (see Config.Audio).
+	Audio *PhoneAudio
 	// Mix shares the calls between behaviours. If zero, DefaultMix.
 	Mix Mix
 	// AnswerDelay is how long phones ring before answering (or rejecting, for busy). Zero: at once.
@@ -163,6 +166,7 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 		Ports:      cfg.Ports,
 		Catalog:    cfg.Catalog,
 		NoAudio:    cfg.NoAudio,
+		Audio:      cfg.Audio,
 		Logger:     cfg.Logger,
 		PlanFor:    d.planFor,
 		OnReport:   d.onReport,

@@ -94,6 +94,11 @@ type Config struct {
 	// NoAudio makes the phone send no RTP but its key presses. By default it sends a frame of silence
 	// every 20 ms, as a real phone sends its microphone, so the server's receive path is loaded too.
 	NoAudio bool
+	// Audio, if set, is sent instead of silence: a recording (LoadPhoneAudio) that each answered call
+	// plays in a loop for as long as it lasts, from a random frame per call so that calls are not in
+	// phase; a key press takes the place of its frames while it lasts, delaying, not dropping them.
+	// Share one between phones. Ignored when NoAudio is set.
+	Audio *PhoneAudio
 	// KeepAudio keeps what the phone heard, decoded, in CallReport.PCM.
 	KeepAudio bool
 	// MaxCallDuration bounds an answered call; the phone hangs up after it. If zero, 2 minutes.

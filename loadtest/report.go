@@ -195,8 +195,11 @@ type ProcSummary struct {
 
 func newReport(cfg DriverConfig, start time.Time) *Report {
 	audio := "silence"
-	if cfg.NoAudio {
+	switch {
+	case cfg.NoAudio:
 		audio = "none"
+	case cfg.Audio != nil:
+		audio = cfg.Audio.Name()
 	}
 	return &Report{
 		Settings: Settings{

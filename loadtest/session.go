@@ -88,6 +88,10 @@ func (s *session) run(conn *net.UDPConn, call *sip.Call) {
 		dtmfPTs = []uint8{s.neg.DTMFPayloadType}
 	}
 	sender := media.NewSender(conn, s.neg.Addr, scfg)
+	if p.cfg.Audio != nil && !p.cfg.NoAudio {
+		// One utterance for the whole call: views of the shared frames, silence after it.
+		sender.Play(p.cfg.Audio.callFrames(s.enc, p.cfg.MaxCallDuration))
+	}
 	recv := media.NewReceiver(conn, media.ReceiverConfig{Remote: s.neg.Addr, DTMFPayloadTypes: dtmfPTs, OnAudio: s.onAudio})
 
 	mediaCtx, stopMedia := context.WithCancel(context.Background())

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/voiceotp/voiceotp/prompts"
 )
 
 // wavHeaderSize is the size of the canonical RIFF/WAVE header WriteWAV writes.
@@ -50,4 +52,189 @@ func WriteWAV(w io.Writer, pcm []int16) error {
 		pcm = pcm[n:]
 	}
 	return nil
+}
+
+// WAV format codes (the "fmt " chunk's first field) that readWAV knows by name.
+const (
+	wavPCM        = 0x0001 // linear PCM
+	wavFloat      = 0x0003 // IEEE float
+	wavALaw       = 0x0006 // ITU-T G.711 A-law
+	wavULaw       = 0x0007 // ITU-T G.711 µ-law
+	wavExtensible = 0xFFFE // WAVE_FORMAT_EXTENSIBLE: the real code is in the sub-format GUID
+)
+
+// wavFormat is what a WAV file's "fmt " chunk says.
+type wavFormat struct {
+	code     uint16
+	channels uint16
+	rate     uint32
+	bits     uint16
+}
+
+// String describes the format for an error: "16000 Hz, 2 channels, 16-bit linear PCM".
+func (f wavFormat) String() string {
+	var enc string
+	switch f.code {
+	case wavPCM:
+		enc = "linear PCM"
+	case wavFloat:
+		enc = "float"
+	case wavALaw:
+		enc = "A-law"
+	case wavULaw:
+		enc = "µ-law"
+	default:
+		enc = fmt.Sprintf("format %#04x", f.code)
+	}
+	ch := fmt.Sprintf("%d channels", f.channels)
+	if f.channels == 1 {
+		ch = "mono"
+	}
+	return fmt.Sprintf("%d Hz, %s, %d-bit %s", f.rate, ch, f.bits, enc)
+}
+
+// wavWanted is what readWAV accepts, for its errors.
+const wavWanted = "8000 Hz mono: 16-bit linear PCM, or 8-bit µ-law or A-law"
+
+// usable reports whether readWAV can decode the format without resampling or mixing down.
+func (f wavFormat) usable() bool {
+	if f.rate != 8000 || f.channels != 1 {
+		return false
+	}
+	switch f.code {
+	case wavPCM:
+		return f.bits == 16
+	case wavULaw, wavALaw:
+		return f.bits == 8
+	}
+	return false
+}
+
+// readWAV returns the samples of a RIFF/WAVE file of 8000 Hz mono audio as linear PCM. It accepts
+// what telephony records: 16-bit little-endian linear PCM (what WriteWAV writes and prompts.LoadFS
+// reads), and 8-bit G.711 µ-law or A-law, which it decodes. Any other format (another rate, stereo,
+// 8- or 24-bit PCM, float) is refused with an error naming the format found and the one wanted: the
+// load tester does not resample or mix down (sox in.wav -r 8000 -c 1 -b 16 out.wav does). It reads only
+// b, never panics on malformed input, and its errors do not name the file.
+//
+// The layout (integers little-endian; chunks padded to an even length; chunks other than "fmt " and
+// "data", such as "LIST" or "fact", skipped):
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                             "RIFF"                            |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                  RIFF size (file length - 8)                  |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                             "WAVE"                            |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                             "fmt "                            |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                    fmt size (16, 18 or 40)                    |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|   format (1, 6, 7 or 0xFFFE)  |          channels (1)         |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                       sample rate (8000)                      |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                      byte rate (ignored)                      |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|     block align (ignored)     |   bits per sample (16 or 8)   |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|   (WAVE_FORMAT_EXTENSIBLE: cbSize, valid bits, channel mask,  |
+//	|    sub-format GUID whose first 2 bytes are the format code)   |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                             "data"                            |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                           data size                           |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|    samples: int16 (PCM) or one byte each (µ-law, A-law) ...   |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+func readWAV(b []byte) ([]int16, error) {
+	le := binary.LittleEndian
+	if len(b) == 0 {
+		return nil, errors.New("empty file")
+	}
+	if len(b) < 12 || string(b[0:4]) != "RIFF" || string(b[8:12]) != "WAVE" {
+		return nil, errors.New("not a WAV file (no RIFF/WAVE header)")
+	}
+	riffEnd := uint64(le.Uint32(b[4:8])) + 8
+	if riffEnd < 12 {
+		return nil, fmt.Errorf("RIFF size %d is too small", riffEnd-8)
+	}
+	if riffEnd > uint64(len(b)) {
+		return nil, fmt.Errorf("truncated: the RIFF header says %d bytes, the file has %d", riffEnd, len(b))
+	}
+	b = b[12:riffEnd]
+
+	var f wavFormat
+	var haveFmt bool
+	for len(b) > 0 {
+		if len(b) < 8 {
+			return nil, errors.New("truncated chunk header")
+		}
+		id, size := string(b[0:4]), uint64(le.Uint32(b[4:8]))
+		b = b[8:]
+		if size > uint64(len(b)) {
+			return nil, fmt.Errorf("truncated %q chunk: %d bytes declared, %d present", id, size, len(b))
+		}
+		body := b[:size]
+		if size%2 == 1 && size < uint64(len(b)) {
+			size++ // RIFF chunks are padded to an even length
+		}
+		b = b[size:]
+
+		switch id {
+		case "fmt ":
+			if len(body) < 16 {
+				return nil, fmt.Errorf(`"fmt " chunk too short: %d bytes`, len(body))
+			}
+			f = wavFormat{code: le.Uint16(body[0:2]), channels: le.Uint16(body[2:4]), rate: le.Uint32(body[4:8]), bits: le.Uint16(body[14:16])}
+			if f.code == wavExtensible {
+				if len(body) < 40 {
+					return nil, fmt.Errorf(`WAVE_FORMAT_EXTENSIBLE "fmt " chunk too short: %d bytes`, len(body))
+				}
+				f.code = le.Uint16(body[24:26])
+			}
+			if !f.usable() {
+				return nil, fmt.Errorf("format is %s; want %s", f, wavWanted)
+			}
+			haveFmt = true
+		case "data":
+			if !haveFmt {
+				return nil, errors.New(`"data" chunk before "fmt " chunk`)
+			}
+			return decodeWAVData(f, body)
+		}
+	}
+	if !haveFmt {
+		return nil, errors.New(`no "fmt " chunk`)
+	}
+	return nil, errors.New(`no "data" chunk`)
+}
+
+// decodeWAVData turns the "data" chunk of a usable format into linear PCM.
+func decodeWAVData(f wavFormat, data []byte) ([]int16, error) {
+	if len(data) == 0 {
+		return nil, errors.New("no samples")
+	}
+	if f.code != wavPCM {
+		enc := prompts.ULaw
+		if f.code == wavALaw {
+			enc = prompts.ALaw
+		}
+		pcm := make([]int16, len(data))
+		for i, c := range data {
+			pcm[i] = decodeSample(enc, c)
+		}
+		return pcm, nil
+	}
+	if len(data)%2 != 0 {
+		return nil, fmt.Errorf("data size %d is not a whole number of 16-bit samples", len(data))
+	}
+	pcm := make([]int16, len(data)/2)
+	for i := range pcm {
+		pcm[i] = int16(binary.LittleEndian.Uint16(data[2*i:]))
+	}
+	return pcm, nil
 }

@@ -54,7 +54,7 @@ Flags:
 	mixFlag := fs.String("mix", loadtest.DefaultMix().String(), "behaviour=weight of the phones: answer, nokey, busy, noanswer, hangup")
 	answerDelay := fs.String("answer-delay", "200ms-1s", "how long phones ring before answering: a duration or a uniform range MIN-MAX")
 	pressDelay := fs.String("press-delay", "0", "how long phones take to press the asked digit: a duration or a range MIN-MAX")
-	phoneAudio := fs.String("phone-audio", "silence", "what phones send back: silence (a frame every 20 ms, full duplex) or none")
+	phoneAudio := fs.String("phone-audio", "silence", "what phones send back: silence (a frame every 20 ms, full duplex), none, or a WAV file (8000 Hz mono, 16-bit PCM or 8-bit µ-law/A-law) looped for the whole call, as PATH or file:PATH")
 	phoneListen := fs.String("phone-listen", "127.0.0.1:0", "SIP UDP address of the phone farm")
 	phonePorts := fs.String("phone-ports", "30000-39999", "RTP port range of the phones")
 	jsonPath := fs.String("json", "", "write the JSON report to this file")
@@ -114,12 +114,22 @@ Flags:
 		return usage("--press-delay: %v", err)
 	}
 	var noAudio bool
+	var audio *loadtest.PhoneAudio
+	audioName := *phoneAudio
 	switch *phoneAudio {
 	case "silence":
 	case "none":
 		noAudio = true
 	default:
-		return usage("--phone-audio: want silence or none, not %q", *phoneAudio)
+		path := strings.TrimPrefix(*phoneAudio, "file:")
+		if path == "" {
+			return usage("--phone-audio: want silence, none, or a WAV file as PATH or file:PATH")
+		}
+		// Loaded (and encoded) once, before any call, and shared by every phone.
+		if audio, err = loadtest.LoadPhoneAudio(path); err != nil {
+			return usage("--phone-audio: want silence, none or a WAV file: %v", err)
+		}
+		audioName = fmt.Sprintf("%s (%.1fs, looped)", audio.Name(), audio.Duration().Seconds())
 	}
 	ports, err := parsePortRange(*phonePorts)
 	if err != nil {
@@ -179,6 +189,7 @@ Flags:
 		PhoneListen: *phoneListen,
 		Ports:       ports,
 		NoAudio:     noAudio,
+		Audio:       audio,
 		Mix:         mix,
 		AnswerDelay: ad,
 		PressDelay:  pd,
@@ -239,7 +250,7 @@ Flags:
 		base = "http://" + a.apiAddr()
 		fmt.Fprintf(stderr, "server  %s (API), %s (SIP), in this process\n", base, a.ua.LocalAddr())
 	}
-	fmt.Fprintf(stderr, "phones  %s (SIP), mix %s, answer delay %s, audio %s\n", d.PhoneAddr(), mix, ad, *phoneAudio)
+	fmt.Fprintf(stderr, "phones  %s (SIP), mix %s, answer delay %s, audio %s\n", d.PhoneAddr(), mix, ad, audioName)
 	if target > 0 {
 		fmt.Fprintf(stderr, "load    %d calls at %g/s, at most %d in flight\n", target, *cps, *concurrency)
 	} else {

@@ -76,6 +76,16 @@ func TestLoadtestCI(t *testing.T) {
 }
 
 func TestLoadtestUsage(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// A 16 kHz WAV header: the prompts' format but for the rate.
+	wide := "RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80\x3e\x00\x00\x00\x7d\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00"
 	tests := []struct {
 		name string
 		args []string
@@ -87,7 +97,11 @@ func TestLoadtestUsage(t *testing.T) {
 		{"bad mix", []string{"--spawn", "--mix", "answer=85,ring=3"}, "unknown behaviour"},
 		{"mix without weight", []string{"--spawn", "--mix", "answer=0"}, "no behaviour"},
 		{"bad delay", []string{"--spawn", "--answer-delay", "2s-1s"}, "min ≤ max"},
-		{"bad audio", []string{"--spawn", "--phone-audio", "music"}, "silence or none"},
+		{"audio file missing", []string{"--spawn", "--phone-audio", filepath.Join(dir, "music.wav")}, "want silence, none or a WAV file: loadtest: phone audio: open "},
+		{"audio not a WAV", []string{"--spawn", "--phone-audio", "file:" + file("song.mp3", "ID3 and more")}, "song.mp3: not a WAV file"},
+		{"audio empty", []string{"--spawn", "--phone-audio", file("empty.wav", "")}, "empty.wav: empty file"},
+		{"audio wrong format", []string{"--spawn", "--phone-audio", file("wide.wav", wide)}, "format is 16000 Hz, mono, 16-bit linear PCM; want 8000 Hz mono"},
+		{"audio without a path", []string{"--spawn", "--phone-audio", "file:"}, "PATH or file:PATH"},
 		{"bad cps", []string{"--spawn", "--cps", "0"}, "positive"},
 	}
 	for _, tt := range tests {
