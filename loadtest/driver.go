@@ -53,6 +53,9 @@ type DriverConfig struct {
 	// Audio, if set (and NoAudio is not), is the recording the phones send back instead of silence,
 	// looped for the whole of each call (see Config.Audio).
 	Audio *PhoneAudio
+	// Mux, if set, carries the phones' RTP in the dense media mode (see Config.Mux). The driver
+	// never closes it.
+	Mux *media.Mux
 	// Mix shares the calls between behaviours. If zero, DefaultMix.
 	Mix Mix
 	// AnswerDelay is how long phones ring before answering (or rejecting, for busy). Zero: at once.
@@ -167,6 +170,7 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 		Catalog:    cfg.Catalog,
 		NoAudio:    cfg.NoAudio,
 		Audio:      cfg.Audio,
+		Mux:        cfg.Mux,
 		Logger:     cfg.Logger,
 		PlanFor:    d.planFor,
 		OnReport:   d.onReport,

@@ -51,7 +51,7 @@ var pageTemplate = htmltemplate.Must(htmltemplate.New("report").Parse(`<!DOCTYPE
 .item{margin:1.5em 0}</style></head>
 <body><h1>{{.Title}}</h1>
 <p>Started {{.Started}}. Mix {{.Settings.Mix}}, {{.Settings.CPS}} calls/s, concurrency {{.Settings.Concurrency}},
-answer delay {{.Settings.AnswerDelay}}, phone audio {{.Settings.PhoneAudio}}{{if .Settings.Target}}, server: {{.Settings.Target}}{{end}}.</p>
+answer delay {{.Settings.AnswerDelay}}, phone audio {{.Settings.PhoneAudio}}, phone media {{.Settings.PhoneMedia}}{{if .Settings.Target}}, server: {{.Settings.Target}}{{end}}.</p>
 <pre>{{.Summary}}</pre>
 {{range .Charts}}<div class="item">{{.}}</div>
 {{end}}</body></html>

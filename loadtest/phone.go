@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"sync"
@@ -99,6 +99,11 @@ type Config struct {
 	// phase; a key press takes the place of its frames while it lasts, delaying, not dropping them.
 	// Share one between phones. Ignored when NoAudio is set.
 	Audio *PhoneAudio
+	// Mux, if set, carries every call's RTP on its shared lanes (the dense media mode, [media.Mux])
+	// instead of a socket per call; it must be bound to the phone's SIP IP. The phone announces each
+	// stream's SSRC in its answer (a=ssrc) and tells the server's streams apart by theirs. The phone
+	// never closes it.
+	Mux *media.Mux
 	// KeepAudio keeps what the phone heard, decoded, in CallReport.PCM.
 	KeepAudio bool
 	// MaxCallDuration bounds an answered call; the phone hangs up after it. If zero, 2 minutes.
@@ -373,15 +378,24 @@ func (p *Phone) talk(in *sip.Incoming, ip netip.Addr, plan Plan, r *CallReport, 
 		_ = in.Reject(488, "")
 		return
 	}
-	conn, err := media.ListenRTP(ip, p.cfg.Ports)
+	var port media.Port
+	var ssrc uint32
+	if p.cfg.Mux != nil {
+		port, err = p.cfg.Mux.Open()
+		for ssrc == 0 {
+			ssrc = rand.Uint32()
+		}
+	} else {
+		port, err = media.OpenPort(ip, p.cfg.Ports)
+	}
 	if err != nil {
 		r.SIPStatus, r.Err = 500, err
 		_ = in.Reject(500, "")
 		return
 	}
-	defer conn.Close()
-	local := netip.AddrPortFrom(ip, conn.LocalAddr().(*net.UDPAddr).AddrPort().Port())
-	answer, err := media.MarshalAnswer(local, neg, 0, 0)
+	defer port.Close()
+	local := netip.AddrPortFrom(ip, port.Addr().Port())
+	answer, err := media.MarshalAnswer(local, neg, 0, ssrc)
 	if err != nil {
 		r.SIPStatus, r.Err = 500, err
 		_ = in.Reject(500, "")
@@ -402,5 +416,5 @@ func (p *Phone) talk(in *sip.Incoming, ip netip.Addr, plan Plan, r *CallReport, 
 	log.Debug("phone: answered", "codec", neg.Codec.Name)
 
 	s := newSession(p, plan, neg, r)
-	s.run(conn, call)
+	s.run(port, ssrc, call)
 }

@@ -38,6 +38,7 @@ type Settings struct {
 	AnswerDelay string  `json:"answer_delay"`
 	PressDelay  string  `json:"press_delay"`
 	PhoneAudio  string  `json:"phone_audio"`
+	PhoneMedia  string  `json:"phone_media"` // socket (one per call) or dense (a media.Mux)
 	Run         int     `json:"run"`
 	// Target describes the server under test (set by the caller, e.g. "spawned in-process").
 	Target string `json:"target,omitempty"`
@@ -201,11 +202,15 @@ func newReport(cfg DriverConfig, start time.Time) *Report {
 	case cfg.Audio != nil:
 		audio = cfg.Audio.Name()
 	}
+	phoneMedia := "socket"
+	if cfg.Mux != nil {
+		phoneMedia = "dense"
+	}
 	return &Report{
 		Settings: Settings{
 			Mix: cfg.Mix.String(), CPS: cfg.CPS, Concurrency: cfg.Concurrency, Calls: cfg.Calls,
 			DurationS: cfg.Duration.Seconds(), AnswerDelay: cfg.AnswerDelay.String(),
-			PressDelay: cfg.PressDelay.String(), PhoneAudio: audio, Run: cfg.Run,
+			PressDelay: cfg.PressDelay.String(), PhoneAudio: audio, PhoneMedia: phoneMedia, Run: cfg.Run,
 		},
 		StartedAt: start,
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -75,24 +74,25 @@ func (s *session) onAudio(pt uint8, payload []byte) {
 }
 
 // run plays the phone's part until the call ends, then fills the report.
-func (s *session) run(conn *net.UDPConn, call *sip.Call) {
+// ssrc is the one the answer announced, or 0.
+func (s *session) run(port media.Port, ssrc uint32, call *sip.Call) {
 	p, r := s.p, s.r
 	var silence []byte
 	if !p.cfg.NoAudio {
 		silence = p.cfg.Catalog.SilenceFrame(s.enc)
 	}
 	var dtmfPTs []uint8
-	scfg := media.SenderConfig{PayloadType: s.neg.Codec.PayloadType, Silence: silence}
+	scfg := media.SenderConfig{PayloadType: s.neg.Codec.PayloadType, Silence: silence, SSRC: ssrc}
 	if s.neg.HasDTMF {
 		scfg.DTMFPayloadType = s.neg.DTMFPayloadType
 		dtmfPTs = []uint8{s.neg.DTMFPayloadType}
 	}
-	sender := media.NewSender(conn, s.neg.Addr, scfg)
+	sender := port.NewSender(s.neg.Addr, scfg)
 	if p.cfg.Audio != nil && !p.cfg.NoAudio {
 		// One utterance for the whole call: views of the shared frames, silence after it.
 		sender.Play(p.cfg.Audio.callFrames(s.enc, p.cfg.MaxCallDuration))
 	}
-	recv := media.NewReceiver(conn, media.ReceiverConfig{Remote: s.neg.Addr, DTMFPayloadTypes: dtmfPTs, OnAudio: s.onAudio})
+	recv := port.NewReceiver(media.ReceiverConfig{Remote: s.neg.Addr, SSRC: s.neg.SSRC, DTMFPayloadTypes: dtmfPTs, OnAudio: s.onAudio})
 
 	mediaCtx, stopMedia := context.WithCancel(context.Background())
 	mediaErr := make(chan error, 2)

@@ -35,7 +35,13 @@ go vet ./...
 # The CI load test at full size, without the race detector (first, so that
 # go test's summary closes the output): 200 calls at 20/s
 # with the default mix; it fails on any unexpected outcome or unrecognised code.
-go run ./cmd/ivr loadtest --spawn --calls 200 --cps 20 --answer-delay 100ms-500ms --ring-timeout 2s --key-timeout 2s --tries 2 --repeat-wait 300ms
+# It runs once with a socket per call and once in the dense media mode (shared
+# RTP sockets on both sides, told apart by SSRC).
+go build -o "${TMPDIR:-/tmp}/ivr-ci" ./cmd/ivr
+for mode in socket dense; do
+  "${TMPDIR:-/tmp}/ivr-ci" loadtest --spawn --calls 200 --cps 20 --answer-delay 100ms-500ms --ring-timeout 2s \
+    --key-timeout 2s --tries 2 --repeat-wait 300ms --phone-media $mode --server-media $mode
+done
 # Every package runs under the race detector: calls, queues and servers are
 # all goroutines. The call tests place real calls (SIPp, the virtual phone)
 # on 127.0.0.1 and bound every wait.

@@ -8,7 +8,10 @@
 #   bench/diago/bench.sh diago conc200 --calls 200 --cps 20 --mix answer=1 --press-delay 20s
 #
 # KEY_TIMEOUT (default 5s) is the servers' wait for the key; the concurrency
-# runs hold calls open with --press-delay 20s and KEY_TIMEOUT=30s.
+# runs hold calls open with --press-delay 20s and KEY_TIMEOUT=30s. MEDIA
+# (socket or dense, default socket) is our server's media.mode, MAX_CPU
+# (default 0.9) its dispatch.max_cpu; the phones' mode is the load tester's
+# --phone-media flag.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=$1 name=$2
@@ -24,7 +27,8 @@ ivr)
   api=127.0.0.1:18080
   "$out/ivr" serve --listen $api --sip.listen 127.0.0.1:15060 --trunk sip:127.0.0.1:15090 --api_keys "$key" \
     --media.ports 10000-29999 --call.ring_timeout 3s --call.key_timeout "$kt" --call.repeat_wait 1s \
-    --dispatch.max_concurrent 5000 --dispatch.cps 1000 --dispatch.drain_timeout 5s --log.level error 2>"$out/$name.serve.log" &
+    --dispatch.max_concurrent 5000 --dispatch.cps 1000 --dispatch.drain_timeout 5s --log.level error \
+    --media.mode "${MEDIA:-socket}" --dispatch.max_cpu "${MAX_CPU:-0.9}" 2>"$out/$name.serve.log" &
   ;;
 diago)
   api=127.0.0.1:18081

@@ -365,3 +365,42 @@ func freeUDPAddr(t *testing.T) string {
 	defer c.Close()
 	return c.LocalAddr().String()
 }
+
+// TestE2EDenseMedia runs a verification with media.mode dense: the call's RTP goes through the
+// server's shared lanes, the heard code approves, and /metrics shows the lanes' and the CPU
+// admission's counters.
+func TestE2EDenseMedia(t *testing.T) {
+	t.Parallel()
+	e := startE2E(t, func(c *serveConfig) { c.Media.Mode = "dense"; c.Media.Lanes = 2 })
+	if e.app.mux == nil {
+		t.Fatal("media.mode dense made no mux")
+	}
+	status, v := e.start(t, map[string]any{"to": "+15551230077"})
+	if status != 201 {
+		t.Fatalf("start: %d %v", status, v)
+	}
+	id := v["id"].(string)
+	if call := e.waitCall(t, id); call.Status != otp.CallDelivered {
+		t.Fatalf("call record: %+v", call)
+	}
+	rep := e.report(t, "+15551230077")
+	if status, s := e.check(t, id, rep.HeardCode); status != 200 || s != "approved" {
+		t.Fatalf("check of the heard code %q: %d %s", rep.HeardCode, status, s)
+	}
+	req, _ := http.NewRequest("GET", e.api.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+e.api.key)
+	res, err := e.api.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"ivr_dispatch_cpu_load ", "ivr_dispatch_cpu_holds_total 0", "ivr_rtp_mux_unmatched_total 0"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics has no %q", want)
+		}
+	}
+	if strings.Contains(string(body), "ivr_rtp_mux_packets_sent_total 0\n") || !strings.Contains(string(body), "ivr_rtp_mux_packets_sent_total") {
+		t.Errorf("/metrics shows no packet sent by the lanes")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/voiceotp/voiceotp/loadtest"
+	"github.com/voiceotp/voiceotp/media"
 	"github.com/voiceotp/voiceotp/prompts"
 )
 
@@ -57,6 +59,7 @@ Flags:
 	phoneAudio := fs.String("phone-audio", "silence", "what phones send back: silence (a frame every 20 ms, full duplex), none, or a WAV file (8000 Hz mono, 16-bit PCM or 8-bit µ-law/A-law) looped for the whole call, as PATH or file:PATH")
 	phoneListen := fs.String("phone-listen", "127.0.0.1:0", "SIP UDP address of the phone farm")
 	phonePorts := fs.String("phone-ports", "30000-39999", "RTP port range of the phones")
+	phoneMedia := fs.String("phone-media", "socket", "RTP sockets of the phones: socket (one per call) or dense (one shared socket per core, batched I/O)")
 	jsonPath := fs.String("json", "", "write the JSON report to this file")
 	htmlPath := fs.String("html", "", "write the HTML report (charts) to this file")
 	assetsHost := fs.String("assets-host", loadtest.DefaultAssetsHost, "where the HTML report loads echarts.min.js from")
@@ -70,6 +73,8 @@ Flags:
 	tries := fs.Int("tries", 3, "with --spawn: how many times the challenge is played")
 	repeatWait := fs.Duration("repeat-wait", time.Second, "with --spawn: wait for 1 after offering to repeat the code")
 	serverPorts := fs.String("server-ports", "10000-29999", "with --spawn: RTP port range of the server")
+	serverMedia := fs.String("server-media", "socket", "with --spawn: the server's media.mode, socket or dense")
+	maxCPU := fs.Float64("max-cpu", 0.9, "with --spawn: the server's dispatch.max_cpu (0: off); the farm's CPU counts too, as they share the process")
 	logLevel := fs.String("log-level", "error", "with --spawn: the server's log level (logs go to stderr)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to this file (with --spawn the server's samples carry the label side=server)")
 	if err := fs.Parse(args); err != nil {
@@ -135,6 +140,16 @@ Flags:
 	if err != nil {
 		return usage("--phone-ports: %v", err)
 	}
+	if *phoneMedia != "socket" && *phoneMedia != "dense" {
+		return usage("--phone-media: want socket or dense, not %q", *phoneMedia)
+	}
+	if *serverMedia != "socket" && *serverMedia != "dense" {
+		return usage("--server-media: want socket or dense, not %q", *serverMedia)
+	}
+	phoneAddr, err := netip.ParseAddrPort(*phoneListen)
+	if err != nil {
+		return usage("--phone-listen: want IP:port, not %q", *phoneListen)
+	}
 	if *serverPid != 0 && *spawn {
 		return usage("--server-pid is for --api; with --spawn this process is sampled")
 	}
@@ -177,12 +192,19 @@ Flags:
 	targetName := *apiURL
 	if *spawn {
 		procs = append(procs, loadtest.SelfProc("ivr (server + farm)"))
-		targetName = "spawned in this process (memory store)"
+		targetName = "spawned in this process (memory store, media " + *serverMedia + ")"
 	} else {
 		if *serverPid > 0 {
 			procs = append(procs, loadtest.PidProc("server", *serverPid))
 		}
 		procs = append(procs, loadtest.SelfProc("load tester"))
+	}
+	var mux *media.Mux
+	if *phoneMedia == "dense" {
+		if mux, err = media.NewMux(media.MuxConfig{IP: phoneAddr.Addr(), Ports: ports}); err != nil {
+			return fail("phone media: %v", err)
+		}
+		defer mux.Close()
 	}
 	d, err := loadtest.NewDriver(loadtest.DriverConfig{
 		Catalog:     catalog,
@@ -190,6 +212,7 @@ Flags:
 		Ports:       ports,
 		NoAudio:     noAudio,
 		Audio:       audio,
+		Mux:         mux,
 		Mix:         mix,
 		AnswerDelay: ad,
 		PressDelay:  pd,
@@ -223,6 +246,8 @@ Flags:
 		cfg.Trunk = "sip:" + d.PhoneAddr().String()
 		cfg.APIKeys = []string{key}
 		cfg.Media.Ports = *serverPorts
+		cfg.Media.Mode = *serverMedia
+		cfg.Dispatch.MaxCPU = *maxCPU
 		cfg.Call.RingTimeout = *ringTimeout
 		cfg.Call.KeyTimeout = *keyTimeout
 		cfg.Call.Tries = *tries

@@ -18,7 +18,16 @@ import (
 // every heard code checked over the API. It asserts outcomes, never speed.
 // Under the race detector the run is smaller (ciLoadCalls); scripts/test.sh
 // also runs the full 200 calls without it.
+// It runs twice: with a socket per call on both sides, and in the dense media mode on both sides,
+// where every lane carries many calls from one address and the SSRCs announced in the SDP tell the
+// streams apart.
 func TestLoadtestCI(t *testing.T) {
+	for _, mode := range []string{"socket", "dense"} {
+		t.Run(mode, func(t *testing.T) { loadtestCI(t, mode) })
+	}
+}
+
+func loadtestCI(t *testing.T, mode string) {
 	dir := t.TempDir()
 	jsonPath, htmlPath := filepath.Join(dir, "report.json"), filepath.Join(dir, "report.html")
 	var stdout, stderr syncBuf
@@ -31,6 +40,7 @@ func TestLoadtestCI(t *testing.T) {
 		"--ring-timeout", "2s", "--key-timeout", "2s", "--tries", "2", "--repeat-wait", "300ms",
 		"--call-timeout", "45s", "--timeout", "80s",
 		"--json", jsonPath, "--html", htmlPath,
+		"--phone-media", mode, "--server-media", mode,
 	}
 	code := run(ctx, append([]string{"loadtest"}, args...), &stdout, &stderr)
 	t.Logf("stdout:\n%s", stdout.String())
@@ -45,6 +55,9 @@ func TestLoadtestCI(t *testing.T) {
 	var rep loadtest.Report
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
+	}
+	if rep.Settings.PhoneMedia != mode || !strings.Contains(rep.Settings.Target, "media "+mode) {
+		t.Errorf("report settings: phone media %q, target %q; want %s", rep.Settings.PhoneMedia, rep.Settings.Target, mode)
 	}
 	sm := rep.Summary
 	if sm.Calls != ciLoadCalls || sm.OK != ciLoadCalls || sm.Errors != 0 {
@@ -103,6 +116,9 @@ func TestLoadtestUsage(t *testing.T) {
 		{"audio wrong format", []string{"--spawn", "--phone-audio", file("wide.wav", wide)}, "format is 16000 Hz, mono, 16-bit linear PCM; want 8000 Hz mono"},
 		{"audio without a path", []string{"--spawn", "--phone-audio", "file:"}, "PATH or file:PATH"},
 		{"bad cps", []string{"--spawn", "--cps", "0"}, "positive"},
+		{"bad phone media", []string{"--spawn", "--phone-media", "shared"}, "--phone-media"},
+		{"bad server media", []string{"--spawn", "--server-media", "x"}, "--server-media"},
+		{"bad phone listen", []string{"--spawn", "--phone-listen", "localhost"}, "--phone-listen"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ import (
 	"github.com/voiceotp/voiceotp/store/memory"
 	redisstore "github.com/voiceotp/voiceotp/store/redis"
 
+	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -180,11 +181,13 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 		Secret: []byte(cfg.Webhook.Secret), MaxAttempts: cfg.Webhook.MaxAttempts, Logger: logger,
 		AllowPrivate: cfg.Webhook.AllowPrivate,
 	})
+	reg := prometheus.NewRegistry()
 	srv, err := api.New(svc, api.Config{
 		APIKeys: cfg.APIKeys, AllowHTTPCallbacks: cfg.Webhook.AllowHTTP,
 		Node: back.node, MaxCallLength: maxCallLength(ccfg, len(tcs)),
 		SendsPerNumber: cfg.Limits.SendsPerNumber, SendsWindow: cfg.Limits.SendsWindow,
-	}, api.WithLogger(logger), api.WithWebhooks(hooks), api.WithTrunks(trunks.Status), api.WithLimits(back.limits))
+	}, api.WithLogger(logger), api.WithWebhooks(hooks), api.WithTrunks(trunks.Status), api.WithLimits(back.limits),
+		api.WithRegistry(reg))
 	if err != nil {
 		return fail(err)
 	}
@@ -197,6 +200,9 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 		queue = dispatch.NewMemory(runner, srv, dcfg)
 	}
 	srv.SetQueue(queue)
+	if err := registerNodeMetrics(reg, queue, mux); err != nil {
+		return fail(err)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fail(fmt.Errorf("listen: %w", err))
@@ -304,6 +310,47 @@ const callLengthMargin = 15 * time.Second
 // call it may have left live has surely ended before anyone calls again.
 func maxCallLength(c callflow.Config, trunks int) time.Duration {
 	return time.Duration(max(1, trunks))*c.RingTimeout + c.MaxCallDuration + callLengthMargin
+}
+
+// registerNodeMetrics adds to /metrics what the API does not see: the CPU admission of the dispatcher
+// and, in the dense media mode, the shared RTP lanes. Each value is read from the owner's counters
+// when scraped.
+func registerNodeMetrics(reg *prometheus.Registry, q dispatch.Queue, mux *media.Mux) error {
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ivr_dispatch_cpu_load",
+			Help: "Process CPU use over the last second, as a fraction of the cores Go may use (0 when dispatch.max_cpu is off)."},
+			func() float64 { return q.Stats().CPULoad }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ivr_dispatch_cpu_holds_total",
+			Help: "Times new dials were held because CPU use was above dispatch.max_cpu."},
+			func() float64 { return float64(q.Stats().HeldForCPU) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ivr_dispatch_cpu_held_seconds_total",
+			Help: "Time new dials spent held for CPU."},
+			func() float64 { return q.Stats().HeldForCPUTime.Seconds() }),
+	}
+	if mux != nil {
+		counter := func(name, help string, f func(media.MuxStats) uint64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+				func() float64 { return float64(f(mux.Stats())) })
+		}
+		cs = append(cs,
+			counter("ivr_rtp_mux_packets_sent_total", "RTP packets written by the shared lanes (media.mode dense).",
+				func(s media.MuxStats) uint64 { return s.Packets }),
+			counter("ivr_rtp_mux_write_calls_total", "sendmmsg calls of the shared lanes.",
+				func(s media.MuxStats) uint64 { return s.WriteCalls }),
+			counter("ivr_rtp_mux_packets_received_total", "Datagrams read by the shared lanes.",
+				func(s media.MuxStats) uint64 { return s.Received }),
+			counter("ivr_rtp_mux_unmatched_total", "Datagrams no call on their lane expected (wrong source or SSRC).",
+				func(s media.MuxStats) uint64 { return s.Unmatched }),
+			counter("ivr_rtp_mux_late_ticks_total", "Pacing rounds that began more than 5 ms late.",
+				func(s media.MuxStats) uint64 { return s.LateTicks }),
+		)
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // mediaMode reads media.mode and media.lanes: true for the dense mode.
