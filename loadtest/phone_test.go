@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/voiceotp/voiceotp/media"
 	"github.com/voiceotp/voiceotp/prompts"
@@ -45,7 +46,7 @@ func TestSessionOnAudioAllocs(t *testing.T) {
 	frames := callAudio(t, c, prompts.ULaw, '3', "1234")
 	i := 0
 	allocs := testing.AllocsPerRun(len(frames)-1, func() {
-		s.onAudio(0, frames[i])
+		s.onAudio(0, frames[i], time.Now())
 		i++
 	})
 	if allocs != 0 {

@@ -55,11 +55,11 @@ func (s *session) onToken(t Token) {
 // onAudio decodes one RTP payload of the negotiated codec and feeds the recogniser (and the recording).
 // Other payload types (comfort noise) are ignored. After the recording's first growth it allocates
 // nothing.
-func (s *session) onAudio(pt uint8, payload []byte) {
+func (s *session) onAudio(pt uint8, payload []byte, at time.Time) {
 	if pt != s.neg.Codec.PayloadType {
 		return
 	}
-	s.r.Pacing.Observe(time.Now())
+	s.r.Pacing.Observe(at)
 	for len(payload) > 0 {
 		n := min(len(payload), len(s.buf))
 		for i, b := range payload[:n] {

@@ -59,7 +59,7 @@ func TestReceiverInbandDTMF(t *testing.T) {
 			clock := newFakeClock()
 			tt.cfg.Remote, tt.cfg.DTMFPayloadTypes, tt.cfg.Clock = remoteAddr(), []uint8{101}, clock
 			var audio int
-			tt.cfg.OnAudio = func(uint8, []byte) { audio++ }
+			tt.cfg.OnAudio = func(uint8, []byte, time.Time) { audio++ }
 			r := NewReceiver(nil, tt.cfg)
 			frames := g711Frames(tt.pt, pcm)
 			var seq uint16

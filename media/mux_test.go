@@ -36,7 +36,7 @@ type streamCheck struct {
 	foreign atomic.Int64
 }
 
-func (c *streamCheck) onAudio(_ uint8, payload []byte) {
+func (c *streamCheck) onAudio(_ uint8, payload []byte, _ time.Time) {
 	for _, b := range payload {
 		if b != c.want {
 			c.foreign.Add(1)
@@ -412,7 +412,7 @@ func BenchmarkMuxPacket(b *testing.B) {
 	ptx, _ := tx.Open()
 	prx, _ := rx.Open()
 	var got atomic.Int64
-	onAudio := func(uint8, []byte) { got.Add(1) }
+	onAudio := func(uint8, []byte, time.Time) { got.Add(1) }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lt := tx.lanes[0]

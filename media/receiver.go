@@ -42,9 +42,11 @@ type ReceiverConfig struct {
 	// InactivityTimeout makes Run return ErrInactive when no valid RTP has arrived from Remote for this
 	// long, counted from the start of Run. Zero means no timeout.
 	InactivityTimeout time.Duration
-	// OnAudio, if set, is called on the Run goroutine for every valid packet that is not DTMF. payload
-	// is only valid during the call. It must return quickly; it delays the next read.
-	OnAudio func(pt uint8, payload []byte)
+	// OnAudio, if set, is called on the Run goroutine (on a Mux, the lane's read goroutine) for every
+	// valid packet that is not DTMF, with the time the packet was read from the socket (on a Mux, the
+	// time its batch was read). payload is only valid during the call. It must return quickly; it
+	// delays the next read.
+	OnAudio func(pt uint8, payload []byte, at time.Time)
 	// Clock stamps arrivals and measures inactivity. Nil means the real clock.
 	Clock Clock
 	// InbandDTMF turns on in-band DTMF detection (a [ToneDetector]), for trunks that signal key
@@ -274,7 +276,7 @@ func (r *Receiver) handlePacket(b []byte, from netip.AddrPort, now time.Time) {
 
 	if !isDTMF {
 		if r.cfg.OnAudio != nil {
-			r.cfg.OnAudio(h.PayloadType, r.pkt.Payload)
+			r.cfg.OnAudio(h.PayloadType, r.pkt.Payload, now)
 		}
 		if r.tones != nil {
 			r.detectInband(h.PayloadType, r.pkt.Payload, now)

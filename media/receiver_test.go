@@ -136,7 +136,7 @@ func TestReceiverHandlePacket(t *testing.T) {
 			r := NewReceiver(nil, ReceiverConfig{
 				Remote:           remoteAddr(),
 				DTMFPayloadTypes: []uint8{101, 96},
-				OnAudio: func(pt uint8, payload []byte) {
+				OnAudio: func(pt uint8, payload []byte, _ time.Time) {
 					if pt != 0 || len(payload) != FrameSize {
 						t.Errorf("OnAudio(%d, %d bytes)", pt, len(payload))
 					}
@@ -301,7 +301,7 @@ func TestSenderToReceiverOverUDP(t *testing.T) {
 		Remote:            addrPort(txConn),
 		DTMFPayloadTypes:  []uint8{101},
 		InactivityTimeout: 2 * time.Second,
-		OnAudio:           func(uint8, []byte) { audio++ },
+		OnAudio:           func(uint8, []byte, time.Time) { audio++ },
 	})
 	s := NewSender(txConn, addrPort(rxConn), SenderConfig{PayloadType: 0, Silence: silenceFrame()})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -334,7 +334,7 @@ func TestSenderToReceiverOverUDP(t *testing.T) {
 }
 
 func BenchmarkReceiverPacket(b *testing.B) {
-	r := NewReceiver(nil, ReceiverConfig{Remote: remoteAddr(), DTMFPayloadTypes: []uint8{101}, OnAudio: func(uint8, []byte) {}})
+	r := NewReceiver(nil, ReceiverConfig{Remote: remoteAddr(), DTMFPayloadTypes: []uint8{101}, OnAudio: func(uint8, []byte, time.Time) {}})
 	pkt := rtpBytes(0, 0, 0, 9, false, make([]byte, FrameSize))
 	now := time.Now()
 	b.ReportAllocs()
@@ -386,7 +386,7 @@ func FuzzReceiverPacket(f *testing.F) {
 		r := NewReceiver(nil, ReceiverConfig{
 			Remote:           remoteAddr(),
 			DTMFPayloadTypes: []uint8{101, 96},
-			OnAudio:          func(uint8, []byte) {},
+			OnAudio:          func(uint8, []byte, time.Time) {},
 			Clock:            newFakeClock(),
 		})
 		now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
