@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -27,18 +28,27 @@ type mmsghdr struct {
 // sockaddrSize holds a struct sockaddr_in6, the larger of the two families.
 const sockaddrSize = unix.SizeofSockaddrInet6
 
+// oobSize holds one SCM_TIMESTAMPNS control message: a cmsghdr and a struct timespec.
+const oobSize = 64
+
 // batchReader reads datagrams in batches with recvmmsg(2), into buffers it owns, allocating nothing per
 // call: the syscall closure is made once, and addresses are parsed from the raw sockaddr into
-// netip.AddrPort values.
+// netip.AddrPort values. The socket has SO_TIMESTAMPNS on, so each datagram comes with the time the
+// kernel received it: a batch read late (the lane's goroutine waited for a core) still stamps each
+// packet with its own arrival, which is what RTP jitter is about. (Linux enables receive timestamps
+// system-wide with deferred work when the first socket asks; datagrams received before that are stamped
+// when they are read.)
 type batchReader struct {
 	rc    syscall.RawConn
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	bufs  [][recvBufSize]byte
 	names [][sockaddrSize]byte
+	oobs  [][oobSize]byte
 	fn    func(fd uintptr) bool
 	n     int
 	errno syscall.Errno
+	now   time.Time // when the last read returned
 }
 
 func newBatchReader(conn *net.UDPConn, batch int) *batchReader {
@@ -47,14 +57,19 @@ func newBatchReader(conn *net.UDPConn, batch int) *batchReader {
 		iovs:  make([]unix.Iovec, batch),
 		bufs:  make([][recvBufSize]byte, batch),
 		names: make([][sockaddrSize]byte, batch),
+		oobs:  make([][oobSize]byte, batch),
 	}
 	br.rc, _ = conn.SyscallConn() // a *net.UDPConn always has one
+	_ = br.rc.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) // else: the read's time
+	})
 	for i := range br.hdrs {
 		br.iovs[i].Base = &br.bufs[i][0]
 		br.iovs[i].SetLen(recvBufSize)
 		br.hdrs[i].hdr.Name = &br.names[i][0]
 		br.hdrs[i].hdr.Iov = &br.iovs[i]
 		br.hdrs[i].hdr.SetIovlen(1)
+		br.hdrs[i].hdr.Control = &br.oobs[i][0]
 	}
 	br.fn = br.recv
 	return br
@@ -65,11 +80,14 @@ func newBatchReader(conn *net.UDPConn, batch int) *batchReader {
 func (br *batchReader) read() (int, error) {
 	for i := range br.hdrs {
 		br.hdrs[i].hdr.Namelen = sockaddrSize
+		br.hdrs[i].hdr.SetControllen(oobSize)
 		br.hdrs[i].hdr.Flags = 0
 		br.hdrs[i].n = 0
 	}
 	br.n, br.errno = 0, 0
-	if err := br.rc.Read(br.fn); err != nil {
+	err := br.rc.Read(br.fn)
+	br.now = time.Now()
+	if err != nil {
 		return 0, err
 	}
 	if br.errno != 0 {
@@ -97,12 +115,43 @@ func (br *batchReader) recv(fd uintptr) bool {
 	}
 }
 
-// packet returns datagram i of the last read and where it came from (an IPv4-mapped address unmapped).
-// The bytes are valid until the next read.
-func (br *batchReader) packet(i int) ([]byte, netip.AddrPort) {
-	b := br.bufs[i][:min(int(br.hdrs[i].n), recvBufSize)]
-	name := br.names[i][:min(int(br.hdrs[i].hdr.Namelen), sockaddrSize)]
-	return b, parseSockaddr(name)
+// packet returns datagram i of the last read, where it came from (an IPv4-mapped address unmapped)
+// and when it arrived: the kernel's timestamp, carried over to the monotonic clock of the read's
+// time, or the read's time when there is none. The bytes are valid until the next read.
+func (br *batchReader) packet(i int) ([]byte, netip.AddrPort, time.Time) {
+	h := &br.hdrs[i]
+	b := br.bufs[i][:min(int(h.n), recvBufSize)]
+	name := br.names[i][:min(int(h.hdr.Namelen), sockaddrSize)]
+	at := br.now
+	if ts, ok := rxTimestamp(br.oobs[i][:min(int(h.hdr.Controllen), oobSize)]); ok {
+		// The kernel's clock is the wall clock; the offset from the read is carried over to the read's
+		// monotonic reading, so that a wall-clock step cannot fake inactivity or jitter.
+		if d := ts.Sub(br.now.Round(0)); d <= 0 && d > -time.Second {
+			at = br.now.Add(d)
+		}
+	}
+	return b, parseSockaddr(name), at
+}
+
+// rxTimestamp finds the SCM_TIMESTAMPNS message in a control buffer (cmsg(3): a cmsghdr of 16 bytes
+// on 64-bit Linux, then a struct timespec). It allocates nothing, unlike unix.ParseSocketControlMessage.
+func rxTimestamp(oob []byte) (time.Time, bool) {
+	const hdrLen = unix.SizeofCmsghdr
+	for len(oob) >= hdrLen {
+		n := int(binary.NativeEndian.Uint64(oob[0:8]))
+		level := int32(binary.NativeEndian.Uint32(oob[8:12]))
+		typ := int32(binary.NativeEndian.Uint32(oob[12:16]))
+		if n < hdrLen || n > len(oob) {
+			return time.Time{}, false
+		}
+		if level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && n >= hdrLen+16 {
+			sec := int64(binary.NativeEndian.Uint64(oob[hdrLen : hdrLen+8]))
+			nsec := int64(binary.NativeEndian.Uint64(oob[hdrLen+8 : hdrLen+16]))
+			return time.Unix(sec, nsec), true
+		}
+		oob = oob[min(len(oob), (n+7)&^7):]
+	}
+	return time.Time{}, false
 }
 
 // parseSockaddr reads a struct sockaddr_in or sockaddr_in6; anything else is the zero AddrPort, which

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 )
 
 // errReadTimeout is what batchReader.read returns when the read deadline passed with nothing to read.
@@ -18,12 +19,14 @@ type batchReader struct {
 	buf  [recvBufSize]byte
 	n    int
 	from netip.AddrPort
+	now  time.Time
 }
 
 func newBatchReader(conn *net.UDPConn, _ int) *batchReader { return &batchReader{conn: conn} }
 
 func (br *batchReader) read() (int, error) {
 	n, from, err := br.conn.ReadFromUDPAddrPort(br.buf[:])
+	br.now = time.Now()
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, errReadTimeout
@@ -34,6 +37,8 @@ func (br *batchReader) read() (int, error) {
 	return 1, nil
 }
 
-func (br *batchReader) packet(int) ([]byte, netip.AddrPort) { return br.buf[:br.n], br.from }
+func (br *batchReader) packet(int) ([]byte, netip.AddrPort, time.Time) {
+	return br.buf[:br.n], br.from, br.now
+}
 
 func forceSocketBuffers(*net.UDPConn, int) int { return 0 }

@@ -586,7 +586,7 @@ func (l *lane) readLoop() {
 			return
 		}
 		n, err := br.read()
-		now := time.Now()
+		now := br.now
 		if err != nil && !errors.Is(err, errReadTimeout) {
 			l.shut(err)
 			return
@@ -596,8 +596,8 @@ func (l *lane) readLoop() {
 			l.received.Add(uint64(n))
 			l.rmu.Lock()
 			for i := range n {
-				b, from := br.packet(i)
-				l.dispatch(b, from, now)
+				b, from, at := br.packet(i)
+				l.dispatch(b, from, at)
 			}
 			l.rmu.Unlock()
 		}
