@@ -609,3 +609,39 @@ func TestTrunkCodecOrder(t *testing.T) {
 		t.Errorf("negotiated %s, want PCMA (the answer's first format we offered)", res.Media.Codec)
 	}
 }
+
+// auto takes in-band tones only when the answer has no telephone-event; any takes them always.
+func TestInbandByMode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, mode, formats string
+		want                Outcome
+	}{
+		{"auto without telephone-event hears tones", "auto", "0", Delivered},
+		{"auto with telephone-event ignores tones", "auto", "0 101", NoInput},
+		{"any with telephone-event hears tones", "any", "0 101", Delivered},
+		{"rfc4733 ignores tones", "rfc4733", "0", NoInput},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			phone := newPhoneMedia(t, 101, nil)
+			phone.onFirstPacket(func(from netip.AddrPort) {
+				frames := append(silenceFrames(25), ulawTone('4', 120*time.Millisecond)...)
+				phone.stream(from, 0, append(frames, silenceFrames(300)...))
+			})
+			d := newFakeDialer(answerSDP(phone.port(), tt.formats), nil)
+			d.trunk = &sip.TrunkConfig{Name: "gw", DTMFMode: tt.mode}
+			cfg := fastConfig(Challenge{Mode: ChallengeFixed, Digit: '4'})
+			cfg.Tries = 1
+			cfg.CodePlays = 1
+			cfg.MaxRepeats = -1
+			cfg.KeyTimeout = 3 * time.Second
+			res := runUnit(t, unitRunner(t, d, cfg), context.Background())
+			assertOutcome(t, res, tt.want)
+			if e, ok := findEvent(res, EventDigit); tt.want == Delivered && (!ok || e.Source != "inband") {
+				t.Errorf("digit event %+v, want one from inband", e)
+			}
+		})
+	}
+}

@@ -86,8 +86,11 @@ type Config struct {
 	// Codecs is the offer's codec order; nil => PCMU, PCMA.
 	Codecs []media.Codec
 	// DTMFMode is how keys are received when the trunk does not say:
-	// "rfc4733", "info", "inband" or "auto" (all three, whichever arrives
-	// first, once); "" => auto. A configured trunk's DTMFMode wins.
+	// "rfc4733", "info", "inband", "auto" (RFC 4733 when the answer has
+	// telephone-event, else in-band tones; SIP INFO either way) or "any"
+	// (all three on every call, whichever arrives first, once: for gateways
+	// that negotiate telephone-event yet send tones); "" => auto. A
+	// configured trunk's DTMFMode wins.
 	DTMFMode string
 	// Ports is the RTP port range; zero => 10000-20000.
 	Ports media.PortRange
@@ -151,11 +154,17 @@ func (c Config) Validate() error {
 }
 
 // dtmfMode is a set of the ways a key press may arrive.
-type dtmfMode struct{ rfc4733, info, inband bool }
+// dtmfMode says which paths a key press may take. inbandIfNoEvents limits
+// inband to answers without telephone-event.
+type dtmfMode struct{ rfc4733, info, inband, inbandIfNoEvents bool }
 
 func parseDTMFMode(s string) (dtmfMode, error) {
 	switch strings.ToLower(s) {
 	case "", "auto":
+		// As Asterisk's dtmf_mode=auto: RFC 4733 when the answer negotiated telephone-event, in-band
+		// tones when it did not; SIP INFO is taken either way (it costs nothing until it arrives).
+		return dtmfMode{rfc4733: true, info: true, inband: true, inbandIfNoEvents: true}, nil
+	case "any":
 		return dtmfMode{rfc4733: true, info: true, inband: true}, nil
 	case "rfc4733", "rfc2833":
 		return dtmfMode{rfc4733: true}, nil
@@ -164,7 +173,7 @@ func parseDTMFMode(s string) (dtmfMode, error) {
 	case "inband":
 		return dtmfMode{inband: true}, nil
 	}
-	return dtmfMode{}, fmt.Errorf("callflow: dtmf mode must be rfc4733, info, inband or auto, not %q", s)
+	return dtmfMode{}, fmt.Errorf("callflow: dtmf mode must be rfc4733, info, inband, auto or any, not %q", s)
 }
 
 // ValidDTMFMode reports whether s names a DTMF mode ("" is auto).

@@ -129,7 +129,7 @@ func (c *callState) talk(ctx context.Context, code string, call sipCall, port me
 			SSRC:              ans.SSRC,
 			DTMFPayloadTypes:  dtmfPTs,
 			DisableRFC4733:    !mode.rfc4733,
-			InbandDTMF:        mode.inband,
+			InbandDTMF:        mode.inband && !(mode.inbandIfNoEvents && ans.HasDTMF),
 			InactivityTimeout: r.cfg.RTPTimeout,
 		}),
 		mediaErr: make(chan error, 2),

@@ -18,7 +18,7 @@ import (
 )
 
 // A phone that talks the whole call (a prompt recording, looped) still passes the gate and hears its
-// code: the server's in-band DTMF detector (dtmf_mode auto) hears the speech and must take none of it
+// code: the server's in-band DTMF detector (dtmf_mode any) hears the speech and must take none of it
 // for a key, and the phone's recogniser listens only to the server.
 func TestEndToEndPhoneAudio(t *testing.T) {
 	cat, err := e2eCatalog()
@@ -73,7 +73,7 @@ func TestEndToEndPhoneAudio(t *testing.T) {
 			}
 			defer ua.Close()
 			cfg := serverConfig()
-			cfg.DTMFMode = "auto" // RFC 4733, INFO and in-band: the detector hears the phone's speech
+			cfg.DTMFMode = "any" // RFC 4733, INFO and in-band on every call: the detector hears the phone's speech
 			runner, err := callflow.New(ua, cat, cfg)
 			if err != nil {
 				t.Fatal(err)

@@ -122,7 +122,7 @@ type TrunkConfig struct {
 	// Codecs is the codec order for the call script (PCMU, PCMA); this
 	// package only carries it.
 	Codecs []string
-	// DTMFMode is rfc4733, info, inband or auto, for the call script; this
+	// DTMFMode is rfc4733, info, inband, auto or any, for the call script; this
 	// package only carries it (INFO digits always reach Call.Digits).
 	DTMFMode string
 	// SendDigits are digits the call script sends after the answer, ','
@@ -244,9 +244,9 @@ func (c TrunkConfig) validate() error {
 		seen[codec] = true
 	}
 	switch c.DTMFMode {
-	case "", "rfc4733", "info", "inband", "auto":
+	case "", "rfc4733", "info", "inband", "auto", "any":
 	default:
-		return fmt.Errorf("dtmf_mode: %q: rfc4733, info, inband or auto", c.DTMFMode)
+		return fmt.Errorf("dtmf_mode: %q: rfc4733, info, inband, auto or any", c.DTMFMode)
 	}
 	if len(c.SendDigits) > 64 || strings.Trim(c.SendDigits, "0123456789*#ABCD,") != "" {
 		return errors.New("send_digits: up to 64 of 0-9 * # A-D and ',' (a 500 ms pause)")
