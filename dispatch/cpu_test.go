@@ -264,7 +264,7 @@ func TestProcessCPUWindow(t *testing.T) {
 					t.Errorf("step %d: load %v, want %v", i, got, st.want)
 				}
 			}
-			if n := len(p.samples); n > 5 {
+			if n := len(p.win.samples); n > 5 {
 				t.Errorf("%d samples kept, want at most a window's worth (5)", n)
 			}
 		})

@@ -216,8 +216,9 @@ type Config struct {
 	// is done, before their context is cancelled. If zero or negative, 2
 	// minutes is used.
 	DrainTimeout time.Duration
-	// MaxCPU is the CPU load (see [CPUSampler]: the process's CPU time over
-	// wall time × GOMAXPROCS) above which no new call is started, so that an
+	// MaxCPU is the CPU load (see [CPUSampler]: by default the process's CPU
+	// time over wall time × GOMAXPROCS, or the machine's busy time with
+	// CPUSource [CPUSystem]) above which no new call is started, so that an
 	// overloaded node delays calls instead of garbling their audio. While the
 	// load is above it the dispatcher holds, with its call slot: the next job
 	// is not taken further (it stays queued, is not prepared, spends no token)
@@ -228,10 +229,17 @@ type Config struct {
 	// expired while held is skipped by Prepare, which comes after the hold.
 	// If zero, negative or NaN, there is no CPU limit.
 	MaxCPU float64
-	// CPU measures the load compared with MaxCPU. If nil, the queue builds a
-	// [ProcessCPU] and runs it for the time of its Run. Unused when MaxCPU is
-	// off.
+	// CPU measures the load compared with MaxCPU. If nil, the queue builds
+	// the sampler CPUSource names and runs it for the time of its Run. Unused
+	// when MaxCPU is off.
 	CPU CPUSampler
+	// CPUSource is what the queue's own sampler measures when CPU is nil:
+	// [CPUProcess], this process's CPU time over the cores Go may use
+	// ([ProcessCPU]), or [CPUSystem], the whole machine's busy time
+	// ([SystemCPU]), for a node that shares its machine. If empty, CPUProcess
+	// is used; any other value makes NewMemory and streams.New panic, as that
+	// is a wiring mistake. Unused when MaxCPU is off or CPU is set.
+	CPUSource CPUSource
 	// Logger receives one line per skipped job, per hold for CPU and per
 	// shutdown; it never sees a code. If nil, logs are discarded.
 	Logger *slog.Logger

@@ -32,7 +32,7 @@ type Memory struct {
 	limiter *rate.Limiter // used only by the Run goroutine
 	queue   chan Job      // capacity cfg.QueueSize; sent to only with mu held
 	cpu     *admit.Gate   // nil when MaxCPU is off; Wait only from the Run goroutine
-	ownCPU  *ProcessCPU   // the sampler Run runs, when cfg.CPU was nil; or nil
+	ownCPU  CPUMeter      // the sampler Run runs, when cfg.CPU was nil; or nil
 
 	// mu guards closed and every send on queue, so that no job enters the
 	// queue after Run has drained it for the last time.
@@ -55,7 +55,8 @@ var _ Queue = (*Memory)(nil)
 
 // NewMemory returns an in-process queue that places calls with c and reports
 // to h. Zero fields of cfg take their documented defaults. c and h are
-// required; NewMemory panics if either is nil, as that is a wiring mistake.
+// required; NewMemory panics if either is nil, or if cfg.CPUSource is
+// unknown, as that is a wiring mistake.
 func NewMemory(c Caller, h Handler, cfg Config) *Memory {
 	return newMemory(c, h, cfg, realClock{})
 }
@@ -78,15 +79,19 @@ func newMemory(c Caller, h Handler, cfg Config, clk clock) *Memory {
 }
 
 // cpuGate builds the CPU admission of cfg, and the sampler the queue must run
-// if cfg.CPU is nil; both are nil when MaxCPU is off.
-func cpuGate(cfg Config, now func() time.Time, sleepUntil func(context.Context, time.Time) error) (*admit.Gate, *ProcessCPU) {
+// if cfg.CPU is nil; both are nil when MaxCPU is off. It panics on an unknown
+// cfg.CPUSource.
+func cpuGate(cfg Config, now func() time.Time, sleepUntil func(context.Context, time.Time) error) (*admit.Gate, CPUMeter) {
 	if !(cfg.MaxCPU > 0) {
 		return nil, nil
 	}
-	var own *ProcessCPU
+	var own CPUMeter
 	s := cfg.CPU
 	if s == nil {
-		own = NewProcessCPU()
+		var err error
+		if own, err = NewCPUMeter(cfg.CPUSource); err != nil {
+			panic(err)
+		}
 		s = own
 	}
 	return admit.New(cfg.MaxCPU, s, now, sleepUntil, cfg.Logger), own
@@ -128,7 +133,8 @@ func (m *Memory) Enqueue(ctx context.Context, j Job) error {
 // counts as Queued), and for a calls-per-second token; it then calls
 // [Handler.Prepare] and, if that succeeds, [Caller.Run] on a goroutine of the
 // job's own, which reports to [Handler.Event] and [Handler.Finish]. If
-// MaxCPU is set and Config.CPU is nil, Run also runs a [ProcessCPU].
+// MaxCPU is set and Config.CPU is nil, Run also runs the sampler
+// Config.CPUSource names.
 //
 // When ctx is done Run stops taking jobs: queued jobs, a job held for CPU or
 // waiting for its token, and jobs whose Prepare returns after that point are
@@ -299,7 +305,7 @@ func (m *Memory) Stats() Stats {
 
 // runSampler runs p on a goroutine of its own until the returned stop is
 // called; stop waits for it to return.
-func runSampler(p *ProcessCPU) (stop func()) {
+func runSampler(p CPUMeter) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

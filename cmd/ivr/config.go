@@ -52,7 +52,7 @@ type serveConfig struct {
 
 	Call struct {
 		Challenge   string        `yaml:"challenge" help:"the gate before the code: random, any, or one digit 0-9"`
-		DTMFMode    string        `yaml:"dtmf_mode" help:"how keys arrive when a trunk does not say: rfc4733, info, inband or auto"`
+		DTMFMode    string        `yaml:"dtmf_mode" help:"how keys arrive when a trunk does not say: rfc4733, info, inband, auto (RFC 4733 if negotiated, else in-band; INFO always) or any (all three)"`
 		Tries       int           `yaml:"tries" help:"how many times the challenge is played"`
 		KeyTimeout  time.Duration `yaml:"key_timeout" help:"wait for the key after the challenge"`
 		RingTimeout time.Duration `yaml:"ring_timeout" help:"CANCEL an unanswered call after this"`
@@ -75,7 +75,8 @@ type serveConfig struct {
 		CPS           float64       `yaml:"cps" help:"new calls per second"`
 		QueueSize     int           `yaml:"queue_size" help:"calls waiting to be dialled before starts are refused"`
 		DrainTimeout  time.Duration `yaml:"drain_timeout" help:"on shutdown, how long active calls may finish"`
-		MaxCPU        float64       `yaml:"max_cpu" help:"start no new call while this process's CPU use is above this fraction of the cores Go may use (GOMAXPROCS), 0-1: queued calls wait (with redis.url, the node reads no jobs and leaves them to the others), calls in progress go on, and dials resume below max_cpu - 0.05 (0: off)"`
+		MaxCPU        float64       `yaml:"max_cpu" help:"start no new call while the CPU use that cpu_source measures is above this fraction of the cores, 0-1: queued calls wait (with redis.url, the node reads no jobs and leaves them to the others), calls in progress go on, and dials resume below max_cpu - 0.05 (0: off)"`
+		CPUSource     string        `yaml:"cpu_source" help:"what max_cpu measures: process (this server's CPU time over the cores Go may use) or system (the whole machine's busy time, from /proc/stat)"`
 	} `yaml:"dispatch"`
 
 	Redis struct {
@@ -127,6 +128,7 @@ func defaultServeConfig() serveConfig {
 	c.Dispatch.QueueSize = 10000
 	c.Dispatch.DrainTimeout = 2 * time.Minute
 	c.Dispatch.MaxCPU = 0.9
+	c.Dispatch.CPUSource = "process"
 	c.Limits.SendsPerNumber = 10
 	c.Limits.SendsWindow = time.Hour
 	c.Webhook.MaxAttempts = 8

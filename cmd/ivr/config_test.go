@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/voiceotp/voiceotp/dispatch"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -24,7 +29,7 @@ func TestConfigPrecedence(t *testing.T) {
 	var stderr bytes.Buffer
 	_, err := loadConfig("ivr serve", &cfg, []string{"--config", path, "--call.tries", "4", "--otp.allow_short_codes"}, &stderr,
 		env(map[string]string{"IVR_LISTEN": "127.0.0.1:9100", "IVR_CALL_TRIES": "9", "IVR_SIP_PASSWORD": "s3cret",
-			"IVR_DISPATCH_MAX_CPU": "0.75"}))
+			"IVR_DISPATCH_MAX_CPU": "0.75", "IVR_DISPATCH_CPU_SOURCE": "system"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +48,8 @@ func TestConfigPrecedence(t *testing.T) {
 		{"default kept", cfg.Call.RingTimeout, 45 * time.Second},
 		{"env float", cfg.Dispatch.MaxCPU, 0.75},
 		{"default max_cpu", defaultServeConfig().Dispatch.MaxCPU, 0.9},
+		{"env cpu_source", cfg.Dispatch.CPUSource, "system"},
+		{"default cpu_source", defaultServeConfig().Dispatch.CPUSource, "process"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -117,6 +124,7 @@ func TestServeRefusesUnsafeConfig(t *testing.T) {
 		{"redis not answering", func(c *serveConfig) { c.Redis.URL = "redis://" + deadRedis + "?dial_timeout=200ms" }, "redis.url"},
 		{"negative sends", func(c *serveConfig) { c.Limits.SendsPerNumber = -1 }, "limits.sends_per_number"},
 		{"max_cpu above one", func(c *serveConfig) { c.Dispatch.MaxCPU = 1.5 }, "dispatch.max_cpu"},
+		{"unknown cpu_source", func(c *serveConfig) { c.Dispatch.CPUSource = "machine" }, "dispatch.cpu_source"},
 		{"unknown media mode", func(c *serveConfig) { c.Media.Mode = "shared" }, "media.mode"},
 		{"negative lanes", func(c *serveConfig) { c.Media.Lanes = -1 }, "media.lanes"},
 	}
@@ -142,39 +150,91 @@ func TestServeRefusesUnsafeConfig(t *testing.T) {
 
 func TestDispatchConfig(t *testing.T) {
 	tests := []struct {
-		name    string
-		maxCPU  float64
-		wantErr bool
+		name      string
+		maxCPU    float64
+		cpuSource string
+		want      dispatch.CPUSource
+		wantErr   string // the field the error names; "" for none
 	}{
-		{"default", 0.9, false},
-		{"off", 0, false},
-		{"every core", 1, false},
-		{"small", 0.05, false},
-		{"negative", -0.1, true},
-		{"a percentage", 90, true},
-		{"just above one", 1.0001, true},
-		{"NaN", math.NaN(), true},
-		{"infinite", math.Inf(1), true},
+		{"default", 0.9, "process", dispatch.CPUProcess, ""},
+		{"off", 0, "process", dispatch.CPUProcess, ""},
+		{"every core", 1, "process", dispatch.CPUProcess, ""},
+		{"small", 0.05, "process", dispatch.CPUProcess, ""},
+		{"negative", -0.1, "process", "", "dispatch.max_cpu"},
+		{"a percentage", 90, "process", "", "dispatch.max_cpu"},
+		{"just above one", 1.0001, "process", "", "dispatch.max_cpu"},
+		{"NaN", math.NaN(), "process", "", "dispatch.max_cpu"},
+		{"infinite", math.Inf(1), "process", "", "dispatch.max_cpu"},
+		{"system", 0.9, "system", dispatch.CPUSystem, ""},
+		{"system in capitals", 0.9, "SYSTEM", dispatch.CPUSystem, ""},
+		{"empty source is process", 0.9, "", dispatch.CPUProcess, ""},
+		{"unknown source", 0.9, "machine", "", "dispatch.cpu_source"},
+		{"a file for a source", 0.9, "/proc/stat", "", "dispatch.cpu_source"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := defaultServeConfig()
 			cfg.Dispatch.MaxCPU = tt.maxCPU
+			cfg.Dispatch.CPUSource = tt.cpuSource
 			d, err := dispatchConfig(cfg, discardLogger())
-			if tt.wantErr {
-				if err == nil || !strings.Contains(err.Error(), "dispatch.max_cpu") {
-					t.Errorf("error %v, want one naming dispatch.max_cpu", err)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("error %v, want one naming %s", err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.MaxCPU != tt.maxCPU || d.MaxConcurrent != 100 || d.CPS != 10 || d.QueueSize != 10000 ||
-				d.DrainTimeout != 2*time.Minute || d.Logger == nil || d.CPU != nil {
+			if d.MaxCPU != tt.maxCPU || d.CPUSource != tt.want || d.MaxConcurrent != 100 || d.CPS != 10 ||
+				d.QueueSize != 10000 || d.DrainTimeout != 2*time.Minute || d.Logger == nil || d.CPU != nil {
 				t.Errorf("dispatch.Config = %+v", d)
 			}
 		})
+	}
+}
+
+// TestServeRunsTheSystemCPUSampler builds and runs the server with
+// dispatch.cpu_source system and checks that the queue's sampler runs: the
+// load it reports becomes positive while a goroutine keeps a core busy.
+func TestServeRunsTheSystemCPUSampler(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the system source reads /proc/stat, which is Linux's")
+	}
+	cfg := defaultServeConfig()
+	cfg.Trunk = "sip:127.0.0.1:5080"
+	cfg.Listen = "127.0.0.1:0"
+	cfg.SIP.Listen = "127.0.0.1:0"
+	cfg.Dispatch.CPUSource = "system"
+	a, err := newApp(cfg, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx) }()
+	var stop atomic.Bool
+	spinning := make(chan struct{})
+	go func() { // so that the machine is busy however quiet it was
+		defer close(spinning)
+		for n := 0; !stop.Load(); n++ {
+			_ = n * n
+		}
+	}()
+	var load float64
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if load = a.queue.Stats().CPULoad; load > 0 {
+			break
+		}
+	}
+	stop.Store(true)
+	<-spinning
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	if !(load > 0 && load <= 1) {
+		t.Errorf("the queue's CPU load stayed %v for 2s, want it in (0, 1]: is the system sampler running?", load)
 	}
 }
 

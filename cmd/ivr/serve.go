@@ -227,9 +227,19 @@ func dispatchConfig(cfg serveConfig, logger *slog.Logger) (dispatch.Config, erro
 	if !(d.MaxCPU >= 0 && d.MaxCPU <= 1) {
 		return dispatch.Config{}, fmt.Errorf("dispatch.max_cpu: want a fraction of the cores from 0 (off) to 1, not %v", d.MaxCPU)
 	}
+	var src dispatch.CPUSource
+	switch strings.ToLower(d.CPUSource) {
+	case "", "process":
+		src = dispatch.CPUProcess
+	case "system":
+		src = dispatch.CPUSystem
+	default:
+		return dispatch.Config{}, fmt.Errorf("dispatch.cpu_source: want process or system, not %q", d.CPUSource)
+	}
+	// The queue builds the sampler src names and runs it for the time of its Run.
 	return dispatch.Config{
 		MaxConcurrent: d.MaxConcurrent, CPS: d.CPS, QueueSize: d.QueueSize, DrainTimeout: d.DrainTimeout,
-		MaxCPU: d.MaxCPU, Logger: logger,
+		MaxCPU: d.MaxCPU, CPUSource: src, Logger: logger,
 	}, nil
 }
 
@@ -318,7 +328,7 @@ func maxCallLength(c callflow.Config, trunks int) time.Duration {
 func registerNodeMetrics(reg *prometheus.Registry, q dispatch.Queue, mux *media.Mux) error {
 	cs := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ivr_dispatch_cpu_load",
-			Help: "Process CPU use over the last second, as a fraction of the cores Go may use (0 when dispatch.max_cpu is off)."},
+			Help: "CPU use over the last second as dispatch.cpu_source measures it, a fraction of the cores (0 when dispatch.max_cpu is off)."},
 			func() float64 { return q.Stats().CPULoad }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ivr_dispatch_cpu_holds_total",
 			Help: "Times new dials were held because CPU use was above dispatch.max_cpu."},

@@ -32,7 +32,7 @@ type message struct {
 // prepared or called at once on this node), while the CPU load is above MaxCPU (reading nothing), for a
 // job (a reclaimed one first), and for a token of the shared calls-per-second budget; then it calls
 // Handler.Prepare and, if that succeeds, Caller.Run on a goroutine of the job's own. If MaxCPU is set
-// and Config.CPU is nil, Run also runs a dispatch.ProcessCPU.
+// and Config.CPU is nil, Run also runs the sampler Config.CPUSource names.
 //
 // Prepare and the call get contexts that are not ctx: they are cancelled only when DrainTimeout has passed
 // after ctx is done, so a Prepare that has started completes its claim, and a call hangs up then. Run

@@ -186,8 +186,8 @@ type Queue struct {
 	// onToken, if set before Run, is called with Redis's time of each token taken (tests).
 	onToken func(at time.Time)
 
-	cpu    *admit.Gate          // nil when MaxCPU is off; Wait only from the Run goroutine
-	ownCPU *dispatch.ProcessCPU // the sampler Run runs, when cfg.CPU was nil; or nil
+	cpu    *admit.Gate       // nil when MaxCPU is off; Wait only from the Run goroutine
+	ownCPU dispatch.CPUMeter // the sampler Run runs, when cfg.CPU was nil; or nil
 
 	running atomic.Bool
 
@@ -219,8 +219,8 @@ type heldJob struct {
 var _ dispatch.Queue = (*Queue)(nil)
 
 // New returns a Queue on c that places calls with caller and reports to h. c, caller, h and
-// cfg.Consumer are required; New panics without them, as that is a wiring mistake. The Queue does not
-// close c.
+// cfg.Consumer are required; New panics without them, or on an unknown cfg.CPUSource, as that is a
+// wiring mistake. The Queue does not close c.
 func New(c goredis.UniversalClient, caller dispatch.Caller, h dispatch.Handler, cfg Config) *Queue {
 	if c == nil || caller == nil || h == nil || cfg.Consumer == "" {
 		panic("streams: New needs a client, a Caller, a Handler and a Consumer name")
@@ -238,8 +238,11 @@ func New(c goredis.UniversalClient, caller dispatch.Caller, h dispatch.Handler, 
 	if cfg.MaxCPU > 0 {
 		s := cfg.CPU
 		if s == nil {
-			q.ownCPU = dispatch.NewProcessCPU()
-			s = q.ownCPU
+			own, err := dispatch.NewCPUMeter(cfg.CPUSource)
+			if err != nil {
+				panic(err)
+			}
+			q.ownCPU, s = own, own
 		}
 		q.cpu = admit.New(cfg.MaxCPU, s, time.Now, func(ctx context.Context, t time.Time) error {
 			return sleep(ctx, time.Until(t))
