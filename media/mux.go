@@ -415,6 +415,13 @@ func (l *lane) sendLoop() {
 			}
 		}
 		tick := t0.Add(time.Duration(k) * laneTick)
+		if d := time.Until(tick); d > laneTick || d < -maxBehind {
+			// The grid restarted after an idle spell (the tick is far ahead), or the loop stalled (far
+			// behind): go on from the present tick. Each Sender skips the slots it missed by itself
+			// (see round).
+			k = int64(time.Since(t0)/laneTick) + 1
+			continue
+		}
 		if d := time.Until(tick); d > 0 {
 			timer.Reset(d)
 			select {
@@ -427,14 +434,7 @@ func (l *lane) sendLoop() {
 				return
 			}
 		}
-		late := time.Since(tick)
-		if late > maxBehind || late < -laneTick {
-			// Stalled, or the grid restarted: go on from the present tick. Each Sender skips the
-			// slots it missed by itself (see round).
-			k = int64(time.Since(t0)/laneTick) + 1
-			continue
-		}
-		if late > lateThreshold {
+		if late := time.Since(tick); late > lateThreshold {
 			l.lateTicks.Add(1)
 		}
 		l.round(int(k%lanePhases), tick)

@@ -444,3 +444,47 @@ func BenchmarkMuxPacket(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(got.Load())/float64(sent), "delivered/sent")
 }
+
+// TestMuxLaneIdleThenBusy: a lane that went idle paces the next call from the present, not from where
+// its grid stopped.
+func TestMuxLaneIdleThenBusy(t *testing.T) {
+	m := newTestMux(t, 1)
+	dst, err := ListenRTP(loopback(), PortRange{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
+	buf := make([]byte, 1500)
+	for call := range 2 {
+		p, err := m.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := p.NewSender(to, SenderConfig{Silence: frameOf(0xff)})
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan error, 1)
+		start := time.Now()
+		go func() { ran <- s.Run(ctx) }()
+		_ = dst.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for i := range 25 {
+			if _, err := dst.Read(buf); err != nil {
+				t.Fatalf("call %d: %v", call, err)
+			}
+			// The first packet leaves at the lane's next tick of the call's phase, within 20 ms.
+			if first := time.Since(start); i == 0 && first > 100*time.Millisecond {
+				t.Errorf("call %d: the first packet came %v after Run", call, first)
+			}
+		}
+		cancel()
+		<-ran
+		p.Close()
+		time.Sleep(300 * time.Millisecond) // the lane goes idle, and its grid stops
+		for {
+			_ = dst.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if _, err := dst.Read(buf); err != nil {
+				break // drained
+			}
+		}
+	}
+}

@@ -43,9 +43,9 @@ type ReceiverConfig struct {
 	// long, counted from the start of Run. Zero means no timeout.
 	InactivityTimeout time.Duration
 	// OnAudio, if set, is called on the Run goroutine (on a Mux, the lane's read goroutine) for every
-	// valid packet that is not DTMF, with the time the packet was read from the socket (on a Mux, the
-	// time its batch was read). payload is only valid during the call. It must return quickly; it
-	// delays the next read.
+	// valid packet that is not DTMF, with the time the packet arrived: when it was read from the
+	// socket, or on a Mux (on Linux) when the kernel received it. payload is only valid during the
+	// call. It must return quickly; it delays the next read.
 	OnAudio func(pt uint8, payload []byte, at time.Time)
 	// Clock stamps arrivals and measures inactivity. Nil means the real clock.
 	Clock Clock
