@@ -11,7 +11,8 @@
 # runs hold calls open with --press-delay 20s and KEY_TIMEOUT=30s. MEDIA
 # (socket or dense, default socket) is our server's media.mode, MAX_CPU
 # (default 0.9) its dispatch.max_cpu, CPU_SOURCE (default process) its
-# dispatch.cpu_source; the phones' mode is the load tester's
+# dispatch.cpu_source, MAX_CONCURRENT (default 5000) its
+# dispatch.max_concurrent; the phones' mode is the load tester's
 # --phone-media flag.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +29,7 @@ ivr)
   api=127.0.0.1:18080
   "$out/ivr" serve --listen $api --sip.listen 127.0.0.1:15060 --trunk sip:127.0.0.1:15090 --api_keys "$key" \
     --media.ports 10000-29999 --call.ring_timeout 3s --call.key_timeout "$kt" --call.repeat_wait 1s \
-    --dispatch.max_concurrent 5000 --dispatch.cps 1000 --dispatch.drain_timeout 5s --log.level error \
+    --dispatch.max_concurrent "${MAX_CONCURRENT:-5000}" --dispatch.cps 1000 --dispatch.drain_timeout 5s --log.level error \
     --media.mode "${MEDIA:-socket}" --dispatch.max_cpu "${MAX_CPU:-0.9}" --dispatch.cpu_source "${CPU_SOURCE:-process}" 2>"$out/$name.serve.log" &
   ;;
 diago)
