@@ -72,7 +72,7 @@ type RecvStats struct {
 	Bytes         uint64        // their size in bytes, RTP header included
 	Lost          uint64        // cumulative packets lost (RFC 3550 A.3), from sequence numbers; never negative
 	Jitter        time.Duration // interarrival jitter of the audio (RFC 3550 §6.4.1, A.8), at 8000 Hz
-	Dropped       uint64        // datagrams from an address other than Remote
+	Dropped       uint64        // datagrams from an address other than Remote (on a Mux the lane counts them, in MuxStats.Unmatched)
 	Malformed     uint64        // datagrams from Remote that are not valid RTP version 2 (RTCP included), or bad telephone-events
 	Digits        uint64        // DTMF digits detected
 	DigitsDropped uint64        // detected digits not delivered because the Digits channel was full
