@@ -75,6 +75,7 @@ func newMemory(c Caller, h Handler, cfg Config, clk clock) *Memory {
 		queue:   make(chan Job, cfg.QueueSize),
 	}
 	m.cpu, m.ownCPU = cpuGate(cfg, clk.Now, clk.SleepUntil)
+	m.cpu = m.cpu.WithActive(func() int { return int(m.active.Load()) })
 	return m
 }
 

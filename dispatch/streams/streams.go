@@ -246,7 +246,7 @@ func New(c goredis.UniversalClient, caller dispatch.Caller, h dispatch.Handler, 
 		}
 		q.cpu = admit.New(cfg.MaxCPU, s, time.Now, func(ctx context.Context, t time.Time) error {
 			return sleep(ctx, time.Until(t))
-		}, q.log)
+		}, q.log).WithActive(func() int { return int(q.active.Load()) })
 	}
 	return q
 }

@@ -38,6 +38,11 @@ type Gate struct {
 	sleepUntil  func(ctx context.Context, t time.Time) error
 	log         *slog.Logger
 
+	active func() int  // calls in progress, for the projection; nil: none
+	recent []time.Time // dials admitted within Lag, oldest first; Wait's goroutine only
+	base   float64     // the load last seen with no call in progress; Wait's goroutine only
+	cost   float64     // the load of one call, as last learned; Wait's goroutine only
+
 	mu      sync.Mutex // guards the fields below
 	holds   uint64
 	held    time.Duration // the length of the holds that ended
@@ -58,47 +63,109 @@ func New(max float64, s Sampler, now func() time.Time, sleepUntil func(context.C
 	}
 }
 
-// Wait returns nil at once when the load is at most the threshold. Otherwise it holds: it counts a
-// hold, looks at the load again every Recheck, and returns nil once the load is at most the resume
-// level, or ctx.Err() as soon as ctx is done.
+// Lag is how long a new call takes to show in the load: it rings before it carries audio, and the
+// sampler averages over a second.
+const Lag = 2 * time.Second
+
+// WithActive makes the gate project the load of the dials it admitted within Lag, which the sampled
+// load does not show yet, so that a surge of dials is not let through in the second before the load
+// rises. active reports the calls in progress (those just admitted included). The gate learns what a
+// call costs: the load seen with no call in progress is the base, and with at least MinCalls calls in
+// progress that have had time to show, a call costs (load − base) / those calls. A dial that would
+// take the load plus the cost of the dials within Lag above the threshold waits one Recheck, as a hold,
+// so that a surge is let in a little at a time while the load catches up. Until the first cost is
+// learned (the first MinCalls calls), nothing is projected. It returns g.
+func (g *Gate) WithActive(active func() int) *Gate {
+	if g != nil {
+		g.active = active
+	}
+	return g
+}
+
+// MinCalls is how many settled calls the per-call cost is learned from.
+const MinCalls = 10
+
+// projected is the load once the dials within Lag, and one more, show in it.
+func (g *Gate) projected(load float64) float64 {
+	if g.active == nil {
+		return load
+	}
+	cut := g.now().Add(-Lag)
+	i := 0
+	for i < len(g.recent) && g.recent[i].Before(cut) {
+		i++
+	}
+	g.recent = g.recent[:copy(g.recent, g.recent[i:])]
+	active := g.active()
+	if active == 0 {
+		g.base = load
+	}
+	if settled := active - len(g.recent); settled >= MinCalls {
+		g.cost = max(0, load-g.base) / float64(settled)
+	}
+	return load + g.cost*float64(len(g.recent)+1)
+}
+
+// admitted records a dial let through, for the projection.
+func (g *Gate) admitted() {
+	if g.active != nil {
+		g.recent = append(g.recent, g.now())
+	}
+}
+
+// Wait returns nil at once when the load is at most the threshold (and, WithActive, so is its
+// projection). Otherwise it holds: it counts a hold, looks at the load again every Recheck, and returns
+// nil once the load is at most the resume level, or ctx.Err() as soon as ctx is done. A hold lasts at
+// least one Recheck.
 func (g *Gate) Wait(ctx context.Context) error {
 	if g == nil {
 		return nil
 	}
 	load := g.s.CPULoad()
-	if !(load > g.max) {
+	proj := g.projected(load)
+	if !(proj > g.max) {
+		g.admitted()
 		return nil
 	}
 	g.mu.Lock()
 	g.holds++
 	g.holding, g.since = true, g.now()
 	g.mu.Unlock()
-	g.log.LogAttrs(ctx, slog.LevelWarn, "dispatch: CPU above the limit, new dials held",
-		slog.Float64("cpu_load", load), slog.Float64("max_cpu", g.max))
-	err := g.hold(ctx, load)
+	level := slog.LevelWarn
+	if !(load > g.max) {
+		level = slog.LevelDebug // pacing a surge, not an overload
+	}
+	g.log.LogAttrs(ctx, level, "dispatch: CPU above the limit, new dials held",
+		slog.Float64("cpu_load", load), slog.Float64("projected", proj), slog.Float64("max_cpu", g.max))
+	err := g.hold(ctx)
 	g.mu.Lock()
 	held := g.now().Sub(g.since)
 	g.held += held
 	g.holding = false
 	g.mu.Unlock()
 	if err == nil {
-		g.log.LogAttrs(ctx, slog.LevelInfo, "dispatch: new dials resumed", slog.Duration("held", held))
+		g.admitted()
+		if level == slog.LevelWarn {
+			level = slog.LevelInfo
+		}
+		g.log.LogAttrs(ctx, level, "dispatch: new dials resumed", slog.Duration("held", held))
 	}
 	return err
 }
 
-// hold looks at the load every Recheck until it is at most the resume level.
-func (g *Gate) hold(ctx context.Context, load float64) error {
-	for load > g.resume {
+// hold waits one Recheck, then looks at the load every Recheck until it is at most the resume level.
+func (g *Gate) hold(ctx context.Context) error {
+	for {
 		if err := g.sleepUntil(ctx, g.now().Add(Recheck)); err != nil {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		load = g.s.CPULoad()
+		if !(g.s.CPULoad() > g.resume) {
+			return nil
+		}
 	}
-	return nil
 }
 
 // Held returns the number of holds so far and their total length, the current one included.
