@@ -146,7 +146,7 @@ func TestLoadPhoneAudio(t *testing.T) {
 			binary.LittleEndian.PutUint32(b[4:], 28)
 			return b
 		}(), wantErr: `no "data" chunk`},
-		{name: "not a WAV", file: []byte("ID3\x04\x00\x00\x00\x00\x00\x00 an MP3, say"), wantErr: "not a WAV file (no RIFF/WAVE header)"},
+		{name: "not a WAV", file: []byte("ID3\x04\x00\x00\x00\x00\x00\x00 an MP3, say"), wantErr: "not a RIFF/WAVE file"},
 		{name: "empty", file: nil, wantErr: "empty file"},
 	}
 	for _, tt := range tests {

@@ -114,103 +114,37 @@ func (f wavFormat) usable() bool {
 // what telephony records: 16-bit little-endian linear PCM (what WriteWAV writes and prompts.LoadFS
 // reads), and 8-bit G.711 µ-law or A-law, which it decodes. Any other format (another rate, stereo,
 // 8- or 24-bit PCM, float) is refused with an error naming the format found and the one wanted: the
-// load tester does not resample or mix down (sox in.wav -r 8000 -c 1 -b 16 out.wav does). It reads only
-// b, never panics on malformed input, and its errors do not name the file.
-//
-// The layout (integers little-endian; chunks padded to an even length; chunks other than "fmt " and
-// "data", such as "LIST" or "fact", skipped):
-//
-//	 0                   1                   2                   3
-//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                             "RIFF"                            |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                  RIFF size (file length - 8)                  |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                             "WAVE"                            |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                             "fmt "                            |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                    fmt size (16, 18 or 40)                    |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|   format (1, 6, 7 or 0xFFFE)  |          channels (1)         |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                       sample rate (8000)                      |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                      byte rate (ignored)                      |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|     block align (ignored)     |   bits per sample (16 or 8)   |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|   (WAVE_FORMAT_EXTENSIBLE: cbSize, valid bits, channel mask,  |
-//	|    sub-format GUID whose first 2 bytes are the format code)   |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                             "data"                            |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                           data size                           |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|    samples: int16 (PCM) or one byte each (µ-law, A-law) ...   |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+// load tester does not resample or mix down (sox in.wav -r 8000 -c 1 -b 16 out.wav does). The chunks
+// are walked by prompts.WAVData; the "fmt " fields read here are the format code (1, 6, 7, or
+// 0xFFFE with the code in the first two bytes of the sub-format GUID at offset 24), the channels, the
+// sample rate and the bits per sample. It reads only b, never panics on malformed input, and its
+// errors do not name the file.
 func readWAV(b []byte) ([]int16, error) {
-	le := binary.LittleEndian
 	if len(b) == 0 {
 		return nil, errors.New("empty file")
 	}
-	if len(b) < 12 || string(b[0:4]) != "RIFF" || string(b[8:12]) != "WAVE" {
-		return nil, errors.New("not a WAV file (no RIFF/WAVE header)")
-	}
-	riffEnd := uint64(le.Uint32(b[4:8])) + 8
-	if riffEnd < 12 {
-		return nil, fmt.Errorf("RIFF size %d is too small", riffEnd-8)
-	}
-	if riffEnd > uint64(len(b)) {
-		return nil, fmt.Errorf("truncated: the RIFF header says %d bytes, the file has %d", riffEnd, len(b))
-	}
-	b = b[12:riffEnd]
-
 	var f wavFormat
-	var haveFmt bool
-	for len(b) > 0 {
-		if len(b) < 8 {
-			return nil, errors.New("truncated chunk header")
+	data, err := prompts.WAVData(b, func(body []byte) error {
+		le := binary.LittleEndian
+		if len(body) < 16 {
+			return fmt.Errorf(`"fmt " chunk too short: %d bytes`, len(body))
 		}
-		id, size := string(b[0:4]), uint64(le.Uint32(b[4:8]))
-		b = b[8:]
-		if size > uint64(len(b)) {
-			return nil, fmt.Errorf("truncated %q chunk: %d bytes declared, %d present", id, size, len(b))
+		f = wavFormat{code: le.Uint16(body[0:2]), channels: le.Uint16(body[2:4]), rate: le.Uint32(body[4:8]), bits: le.Uint16(body[14:16])}
+		if f.code == wavExtensible {
+			if len(body) < 40 {
+				return fmt.Errorf(`WAVE_FORMAT_EXTENSIBLE "fmt " chunk too short: %d bytes`, len(body))
+			}
+			f.code = le.Uint16(body[24:26])
 		}
-		body := b[:size]
-		if size%2 == 1 && size < uint64(len(b)) {
-			size++ // RIFF chunks are padded to an even length
+		if !f.usable() {
+			return fmt.Errorf("format is %s; want %s", f, wavWanted)
 		}
-		b = b[size:]
-
-		switch id {
-		case "fmt ":
-			if len(body) < 16 {
-				return nil, fmt.Errorf(`"fmt " chunk too short: %d bytes`, len(body))
-			}
-			f = wavFormat{code: le.Uint16(body[0:2]), channels: le.Uint16(body[2:4]), rate: le.Uint32(body[4:8]), bits: le.Uint16(body[14:16])}
-			if f.code == wavExtensible {
-				if len(body) < 40 {
-					return nil, fmt.Errorf(`WAVE_FORMAT_EXTENSIBLE "fmt " chunk too short: %d bytes`, len(body))
-				}
-				f.code = le.Uint16(body[24:26])
-			}
-			if !f.usable() {
-				return nil, fmt.Errorf("format is %s; want %s", f, wavWanted)
-			}
-			haveFmt = true
-		case "data":
-			if !haveFmt {
-				return nil, errors.New(`"data" chunk before "fmt " chunk`)
-			}
-			return decodeWAVData(f, body)
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if !haveFmt {
-		return nil, errors.New(`no "fmt " chunk`)
-	}
-	return nil, errors.New(`no "data" chunk`)
+	return decodeWAVData(f, data)
 }
 
 // decodeWAVData turns the "data" chunk of a usable format into linear PCM.

@@ -38,9 +38,31 @@ const (
 // parseWAV returns the samples of a RIFF/WAVE file holding 8000 Hz, mono, 16-bit
 // little-endian linear PCM. It reads only data, never panics on malformed input,
 // and returns a reason (without the file name) when the file is unusable.
-//
-// The layout it accepts (all integers little-endian; chunks are padded to an even
-// length; chunks other than "fmt " and "data", such as "LIST", are skipped):
+func parseWAV(b []byte) ([]int16, error) {
+	data, err := WAVData(b, checkFmt)
+	if err != nil {
+		return nil, err
+	}
+	if len(data)%2 != 0 {
+		return nil, fmt.Errorf("data size %d is not a whole number of 16-bit samples", len(data))
+	}
+	if len(data) == 0 {
+		return nil, errors.New("no samples")
+	}
+	pcm := make([]int16, len(data)/2)
+	for i := range pcm {
+		pcm[i] = int16(binary.LittleEndian.Uint16(data[2*i:]))
+	}
+	return pcm, nil
+}
+
+// WAVData walks the chunks of a RIFF/WAVE file and returns the body of its "data"
+// chunk. It hands the body of the "fmt " chunk, which must come before "data", to
+// onFmt, which checks the format its caller can use; an error of onFmt is returned
+// as it is. WAVData reads only b, never panics on malformed input, and its errors
+// do not name the file. The prompts' own format is in the diagram (integers
+// little-endian; chunks padded to an even length; chunks other than "fmt " and
+// "data", such as "LIST", skipped):
 //
 //	 0                   1                   2                   3
 //	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -72,7 +94,7 @@ const (
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //	|        sample 0 (int16)       |        sample 1 (int16)  ...  |
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-func parseWAV(b []byte) ([]int16, error) {
+func WAVData(b []byte, onFmt func(body []byte) error) ([]byte, error) {
 	le := binary.LittleEndian
 	if len(b) < 12 || string(b[0:4]) != "RIFF" || string(b[8:12]) != "WAVE" {
 		return nil, errors.New("not a RIFF/WAVE file")
@@ -82,7 +104,7 @@ func parseWAV(b []byte) ([]int16, error) {
 		return nil, fmt.Errorf("RIFF size %d is too small", riffEnd-8)
 	}
 	if riffEnd > uint64(len(b)) {
-		return nil, fmt.Errorf("truncated: RIFF header says %d bytes, file has %d", riffEnd, len(b))
+		return nil, fmt.Errorf("truncated: the RIFF header says %d bytes, the file has %d", riffEnd, len(b))
 	}
 	b = b[12:riffEnd]
 
@@ -104,7 +126,7 @@ func parseWAV(b []byte) ([]int16, error) {
 
 		switch id {
 		case "fmt ":
-			if err := checkFmt(body); err != nil {
+			if err := onFmt(body); err != nil {
 				return nil, err
 			}
 			haveFmt = true
@@ -112,17 +134,7 @@ func parseWAV(b []byte) ([]int16, error) {
 			if !haveFmt {
 				return nil, errors.New(`"data" chunk before "fmt " chunk`)
 			}
-			if len(body)%2 != 0 {
-				return nil, fmt.Errorf("data size %d is not a whole number of 16-bit samples", len(body))
-			}
-			if len(body) == 0 {
-				return nil, errors.New("no samples")
-			}
-			pcm := make([]int16, len(body)/2)
-			for i := range pcm {
-				pcm[i] = int16(le.Uint16(body[2*i:]))
-			}
-			return pcm, nil
+			return body, nil
 		}
 	}
 	if !haveFmt {

@@ -111,7 +111,7 @@ func TestLoadtestUsage(t *testing.T) {
 		{"mix without weight", []string{"--spawn", "--mix", "answer=0"}, "no behaviour"},
 		{"bad delay", []string{"--spawn", "--answer-delay", "2s-1s"}, "min ≤ max"},
 		{"audio file missing", []string{"--spawn", "--phone-audio", filepath.Join(dir, "music.wav")}, "want silence, none or a WAV file: loadtest: phone audio: open "},
-		{"audio not a WAV", []string{"--spawn", "--phone-audio", "file:" + file("song.mp3", "ID3 and more")}, "song.mp3: not a WAV file"},
+		{"audio not a WAV", []string{"--spawn", "--phone-audio", "file:" + file("song.mp3", "ID3 and more")}, "song.mp3: not a RIFF/WAVE file"},
 		{"audio empty", []string{"--spawn", "--phone-audio", file("empty.wav", "")}, "empty.wav: empty file"},
 		{"audio wrong format", []string{"--spawn", "--phone-audio", file("wide.wav", wide)}, "format is 16000 Hz, mono, 16-bit linear PCM; want 8000 Hz mono"},
 		{"audio without a path", []string{"--spawn", "--phone-audio", "file:"}, "PATH or file:PATH"},
