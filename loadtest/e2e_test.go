@@ -37,6 +37,33 @@ func serverConfig() callflow.Config {
 	}
 }
 
+// newCallPair starts a virtual phone with pc (on 127.0.0.1, RTP in 30000-39999) and the call script
+// with sc on a SIP UA of its own, the phone as its trunk. The test's cleanup closes both.
+func newCallPair(t *testing.T, pc loadtest.Config, sc callflow.Config) (*loadtest.Phone, *callflow.Runner, sip.Trunk) {
+	t.Helper()
+	pc.MediaIP = netip.MustParseAddr("127.0.0.1")
+	pc.Ports = media.PortRange{Min: 30000, Max: 39999}
+	phone, err := loadtest.NewPhone(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { phone.Close() })
+	ua, err := sip.NewUA(sip.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ua.Close() })
+	runner, err := callflow.New(ua, pc.Catalog, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trunk, err := sip.ParseTrunk("sip:" + phone.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return phone, runner, trunk
+}
+
 func randomCode(n int) string {
 	var b strings.Builder
 	for range n {
@@ -138,24 +165,6 @@ func TestEndToEnd(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			phone, err := loadtest.NewPhone(loadtest.Config{
-				Catalog:   cat,
-				MediaIP:   netip.MustParseAddr("127.0.0.1"),
-				Ports:     media.PortRange{Min: 30000, Max: 39999},
-				Plan:      tt.plan,
-				Codecs:    tt.codecs,
-				NoAudio:   tt.noAudio,
-				KeepAudio: true,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer phone.Close()
-			ua, err := sip.NewUA(sip.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ua.Close()
 			cfg := serverConfig()
 			if tt.ring > 0 {
 				cfg.RingTimeout = tt.ring
@@ -163,14 +172,13 @@ func TestEndToEnd(t *testing.T) {
 			if tt.noAudio {
 				cfg.RTPTimeout = -1 // a phone that sends nothing would trip it
 			}
-			runner, err := callflow.New(ua, cat, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			trunk, err := sip.ParseTrunk("sip:" + phone.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
+			phone, runner, trunk := newCallPair(t, loadtest.Config{
+				Catalog:   cat,
+				Plan:      tt.plan,
+				Codecs:    tt.codecs,
+				NoAudio:   tt.noAudio,
+				KeepAudio: true,
+			}, cfg)
 			number := fmt.Sprintf("+1555000%04d", i)
 			code := randomCode(6)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

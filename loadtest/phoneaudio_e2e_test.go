@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,7 +13,6 @@ import (
 	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/loadtest"
 	"github.com/voiceotp/voiceotp/media"
-	"github.com/voiceotp/voiceotp/sip"
 )
 
 // A phone that talks the whole call (a prompt recording, looped) still passes the gate and hears its
@@ -56,32 +54,9 @@ func TestEndToEndPhoneAudio(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			phone, err := loadtest.NewPhone(loadtest.Config{
-				Catalog: cat,
-				MediaIP: netip.MustParseAddr("127.0.0.1"),
-				Ports:   media.PortRange{Min: 30000, Max: 39999},
-				Codecs:  tt.codecs,
-				Audio:   audio,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer phone.Close()
-			ua, err := sip.NewUA(sip.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ua.Close()
 			cfg := serverConfig()
 			cfg.DTMFMode = "any" // RFC 4733, INFO and in-band on every call: the detector hears the phone's speech
-			runner, err := callflow.New(ua, cat, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			trunk, err := sip.ParseTrunk("sip:" + phone.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
+			phone, runner, trunk := newCallPair(t, loadtest.Config{Catalog: cat, Codecs: tt.codecs, Audio: audio}, cfg)
 			// The calls run at once, like a farm's (parallel subtests would queue behind GOMAXPROCS).
 			var wg sync.WaitGroup
 			for i := range tt.calls {
