@@ -111,7 +111,7 @@ func TestMuxStreamsStayApart(t *testing.T) {
 					// The receivers are registered before the first packet leaves.
 					waitRegistered(t, a, ra)
 					waitRegistered(t, b, rb)
-					var senders sync.WaitGroup
+					var senders, played sync.WaitGroup
 					for _, s := range []struct {
 						s *Sender
 						v byte
@@ -128,12 +128,20 @@ func TestMuxStreamsStayApart(t *testing.T) {
 								errs <- err
 							}
 						}()
+						played.Add(1)
 						go func() {
+							defer played.Done()
 							<-done
-							time.Sleep(100 * time.Millisecond) // let the last packets land
-							stop()
 						}()
 					}
+					// Both utterances were written: end the call once both ends have received them
+					// (or a second later, and the counts below fail).
+					played.Wait()
+					for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) &&
+						(checks[2*i].frames.Load() < frames || checks[2*i+1].frames.Load() < frames); {
+						time.Sleep(time.Millisecond)
+					}
+					stop()
 					senders.Wait()
 					inner.Wait()
 				}()
