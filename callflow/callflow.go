@@ -163,13 +163,22 @@ type Request struct {
 	Number string
 	// Code is the one-time code, 4 to 10 digits. It is spoken only after the gate.
 	Code string
+	// Confirm, if not nil, is asked right before each play of the code (the first, the repeats the
+	// script makes, and those the callee asks for), and the code is played only when it returns nil.
+	// An error ends the call there with a BYE: its hangup cause is the error's *Stop cause if it has
+	// one, else "canceled", and the outcome is Canceled, or Delivered if the code was already heard
+	// once. It is the owner's last look (a store read, say) at whether the code may still be spoken,
+	// for when a cancel of the call's context could not reach this call. ctx is the call's context.
+	Confirm func(ctx context.Context) error
 }
 
 // Run places one call and returns its full account. It blocks until the
 // call has ended: at most RingTimeout (plus a bounded CANCEL) before the
 // answer, and MaxCallDuration (plus a bounded BYE) after it. Cancelling ctx
-// cancels a ringing call or hangs up an answered one; the outcome is then
-// Canceled unless the code had already been heard.
+// cancels a ringing call (CANCEL) or hangs up an answered one (BYE) before
+// another frame is sent; the outcome is then Canceled unless the code had
+// already been heard, and the hangup cause is that of a *Stop cause given
+// to context.WithCancelCause, else "canceled".
 //
 // onEvent, if not nil, is called for each event as it happens, serially.
 // It must not block for long: the call waits for it.
@@ -244,8 +253,8 @@ func (c *callState) place(ctx context.Context, req Request) {
 		c.end(Failed, "", CauseInvalid, err)
 		return
 	}
-	if err := ctx.Err(); err != nil {
-		c.end(Canceled, "", CauseCanceled, err)
+	if ctx.Err() != nil {
+		c.end(Canceled, "", stopCause(context.Cause(ctx)), context.Cause(ctx))
 		return
 	}
 	port, err := r.openPort()
@@ -335,7 +344,7 @@ func (c *callState) place(ctx context.Context, req Request) {
 	}
 	c.emit(Event{Type: EventAnswered, SIPStatus: 200, Trunk: c.res.Trunk,
 		Reason: fmt.Sprintf("%s to %s", ans.Codec.Name, ans.Addr)})
-	c.talk(ctx, req.Code, call, port, offer, ans)
+	c.talk(ctx, req, call, port, offer, ans)
 }
 
 func (c *callState) dialFailed(ctx context.Context, err error) {
@@ -351,7 +360,7 @@ func (c *callState) dialFailed(ctx context.Context, err error) {
 	}
 	switch {
 	case o == Canceled:
-		by, cause = ByLocal, CauseCanceled
+		by, cause = ByLocal, stopCause(context.Cause(ctx))
 	case o == Unreachable && c.res.SIPStatus == 0:
 		by = ""
 	}

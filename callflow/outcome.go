@@ -33,9 +33,35 @@ const (
 	Abandoned Outcome = "abandoned"
 	// Failed: anything else (bad SDP, authentication failure, media error, internal error).
 	Failed Outcome = "failed"
-	// Canceled: the caller's context was cancelled (verification cancelled or server shutting down).
+	// Canceled: the caller's context was cancelled (verification cancelled or server shutting down), or
+	// Request.Confirm refused the code, before the code was heard once.
 	Canceled Outcome = "canceled"
 )
+
+// Outcomes lists every Outcome, so that a package that maps them to its own values can check in a test
+// that none is forgotten.
+var Outcomes = []Outcome{Delivered, NoInput, Busy, NoAnswer, Rejected, InvalidNumber, Unreachable, Abandoned, Failed, Canceled}
+
+// Stop is the cause to cancel a call's context with (context.WithCancelCause), or to return from
+// Request.Confirm, to end a call early for a reason of the caller's own: the call is cancelled if it is
+// still ringing (CANCEL) or hung up if answered (BYE), and Cause becomes the Result's HangupCause and the
+// hangup event's cause instead of "canceled". A cancel without a *Stop cause reports CauseCanceled.
+type Stop struct {
+	// Cause is a short stable word, e.g. "canceled", "expired", "approved".
+	Cause string
+}
+
+// Error says the call was stopped and why.
+func (s *Stop) Error() string { return "callflow: call stopped: " + s.Cause }
+
+// stopCause is the hangup cause of a call ended by err (a context's cause or Confirm's error).
+func stopCause(err error) string {
+	var s *Stop
+	if errors.As(err, &s) && s.Cause != "" {
+		return s.Cause
+	}
+	return CauseCanceled
+}
 
 // Hangup parties, as reported in Result.HangupBy and hangup events.
 const (
@@ -51,7 +77,7 @@ const (
 	CauseMaxDuration = "max_duration"  // the maximum call length was reached
 	CauseRTPTimeout  = "rtp_timeout"   // no RTP from the callee for the inactivity timeout
 	CauseBadSDP      = "bad_sdp"       // the answer's SDP could not be used
-	CauseCanceled    = "canceled"      // the context was cancelled
+	CauseCanceled    = "canceled"      // the context was cancelled (a *Stop cause replaces this word)
 	CauseRingTimeout = "ring_timeout"  // we sent CANCEL after the ring timeout
 	CauseSIPFinal    = "sip_final"     // the INVITE got a final non-2xx response
 	CauseMediaError  = "media_error"   // a socket error on the RTP path

@@ -22,8 +22,9 @@ type script struct {
 	enc      prompts.Encoding
 	phrases  *phrases
 	mediaErr chan error
-	info     <-chan sip.InfoDigit // SIP INFO key presses; nil unless the DTMF mode allows them
-	last     media.Digit          // the last key press taken, for dedupe across sources
+	info     <-chan sip.InfoDigit        // SIP INFO key presses; nil unless the DTMF mode allows them
+	last     media.Digit                 // the last key press taken, for dedupe across sources
+	confirm  func(context.Context) error // Request.Confirm; nil: always play
 }
 
 // dedupeWindow: the same key reported by two signalling paths (a gateway
@@ -41,6 +42,7 @@ const (
 	wakeHangup              // the callee sent BYE
 	wakeCtx                 // the call's context ended (max duration or cancel)
 	wakeMedia               // RTP inactivity or a socket error
+	wakeStopped             // Request.Confirm refused the next play of the code (err says why)
 )
 
 type waited struct {
@@ -86,7 +88,7 @@ func (s *script) waitOnce(ctx context.Context, played <-chan struct{}, timer <-c
 }
 
 // talk runs media for an answered call and ends it.
-func (c *callState) talk(ctx context.Context, code string, call sipCall, port media.Port, offer media.Offer, ans media.Answer) {
+func (c *callState) talk(ctx context.Context, req Request, call sipCall, port media.Port, offer media.Offer, ans media.Answer) {
 	r := c.r
 	enc := encodingFor(ans.Codec)
 	dtmfPTs := []uint8{offer.DTMFPayloadType}
@@ -133,6 +135,7 @@ func (c *callState) talk(ctx context.Context, code string, call sipCall, port me
 			InactivityTimeout: r.cfg.RTPTimeout,
 		}),
 		mediaErr: make(chan error, 2),
+		confirm:  req.Confirm,
 	}
 	if mode.info {
 		s.info = call.Digits()
@@ -155,7 +158,7 @@ func (c *callState) talk(ctx context.Context, code string, call sipCall, port me
 	}
 
 	talkCtx, cancel := context.WithTimeout(ctx, r.cfg.MaxCallDuration)
-	outcome, by, cause, err := s.run(talkCtx, ctx, code, sendDigits)
+	outcome, by, cause, err := s.run(talkCtx, ctx, req.Code, sendDigits)
 	cancel()
 	if by == ByLocal {
 		c.hangup(call)
@@ -214,12 +217,21 @@ func (s *script) interrupted(w waited, parent context.Context, heard bool) (Outc
 			return Delivered, ByLocal, cause, nil
 		}
 		return Failed, ByLocal, cause, w.err
+	case wakeStopped:
+		if heard {
+			return Delivered, ByLocal, stopCause(w.err), nil
+		}
+		return Canceled, ByLocal, stopCause(w.err), w.err
 	default: // wakeCtx
+		if parent.Err() != nil {
+			cause := context.Cause(parent)
+			if heard {
+				return Delivered, ByLocal, stopCause(cause), nil
+			}
+			return Canceled, ByLocal, stopCause(cause), cause
+		}
 		if heard {
 			return Delivered, ByLocal, CauseMaxDuration, nil
-		}
-		if parent.Err() != nil {
-			return Canceled, ByLocal, CauseCanceled, parent.Err()
 		}
 		return Failed, ByLocal, CauseMaxDuration, errors.New("callflow: maximum call duration reached before the code was played")
 	}
@@ -312,6 +324,11 @@ func (s *script) speak(ctx, parent context.Context, code string) (Outcome, strin
 		return Failed, ByLocal, CauseMediaError, err
 	}
 	play := func(intro [][]byte) (waited, bool) {
+		if s.confirm != nil {
+			if err := s.confirm(ctx); err != nil {
+				return waited{wake: wakeStopped, err: err}, false
+			}
+		}
 		w, done := s.playThrough(ctx, join(intro, digits))
 		if done {
 			s.res.CodePlays++
