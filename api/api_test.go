@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/voiceotp/voiceotp/api/webhook"
+	"github.com/voiceotp/voiceotp/webhook"
 	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/otp"

@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/voiceotp/voiceotp/api/webhook"
+	"github.com/voiceotp/voiceotp/webhook"
 	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/otp"

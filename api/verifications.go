@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/voiceotp/voiceotp/api/webhook"
+	"github.com/voiceotp/voiceotp/webhook"
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/sip"

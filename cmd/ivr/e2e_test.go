@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/voiceotp/voiceotp/api/webhook"
+	"github.com/voiceotp/voiceotp/webhook"
 	"github.com/voiceotp/voiceotp/loadtest"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/prompts"

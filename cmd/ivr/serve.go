@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/voiceotp/voiceotp/api"
-	"github.com/voiceotp/voiceotp/api/webhook"
+	"github.com/voiceotp/voiceotp/webhook"
 	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/dispatch/streams"

@@ -196,3 +196,7 @@ func BenchmarkUpdate(b *testing.B) {
 		}
 	}
 }
+
+func TestExpiriesContract(t *testing.T) {
+	storetest.RunExpiries(t, func(t *testing.T) storetest.Expiries { return memory.NewExpiries() })
+}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/voiceotp/voiceotp/api/webhook"
+	"github.com/voiceotp/voiceotp/webhook"
 )
 
 func ExampleSign() {
