@@ -91,18 +91,35 @@ func startSIPp(t *testing.T, scenario string, dtmf []byte, keys map[string]strin
 		cancel()
 		<-p.done
 	})
-	// SIPp listens once the port is taken.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p.Port})
-		if err != nil {
-			return p
+	// SIPp listens once the port is taken. Another process binding a port
+	// signals nothing, so try to bind it every 10 ms; SIPp exiting ends the
+	// wait at once.
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for portFree(p.Port) {
+		select {
+		case <-tick.C:
+		case err := <-p.done:
+			p.done <- err // for the cleanup
+			t.Fatalf("sipp exited before it listened on %d: %v\n%s", p.Port, err, p.out)
+		case <-deadline.C:
+			t.Fatalf("sipp did not start listening on %d within 10s", p.Port)
 		}
-		c.Close()
-		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("sipp did not start listening on %d:\n%s", p.Port, p.out)
-	return nil
+	return p
+}
+
+// portFree reports whether UDP port on 127.0.0.1 can be bound, that is
+// whether no process holds it.
+func portFree(port int) bool {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // wait returns SIPp's verdict: nil when its scenario passed (exit 0).
@@ -324,6 +341,8 @@ func (p *phoneMedia) press(to netip.AddrPort, digit byte) {
 		if _, err := p.conn.WriteToUDPAddrPort(pkt, to); err != nil && !errors.Is(err, net.ErrClosed) {
 			return
 		}
+		// Not a wait for anything: a phone sends the packets of a key
+		// press spread over time, and so does this one.
 		time.Sleep(10 * time.Millisecond)
 	}
 }
@@ -353,6 +372,8 @@ func (p *phoneMedia) stream(to netip.AddrPort, pt uint8, frames [][]byte) {
 		seq++
 		ts += 160
 		next = next.Add(20 * time.Millisecond)
+		// Not a wait for anything: the 20 ms pacing of a phone's audio,
+		// on absolute deadlines.
 		time.Sleep(time.Until(next))
 	}
 }

@@ -24,11 +24,14 @@ func TestBatchReaderArrivalTime(t *testing.T) {
 	defer peer.Close()
 	const gap = 60 * time.Millisecond
 	// Linux turns receive timestamps on system-wide with deferred work when the first socket asks: until
-	// then datagrams are stamped when read. Wait for that with datagrams that wait to be read.
+	// then datagrams are stamped when read. Nothing signals it, so probe for it (at most 100 times) with
+	// datagrams that wait to be read.
 	for try := 0; ; try++ {
 		if _, err := peer.Write([]byte{9}); err != nil {
 			t.Fatal(err)
 		}
+		// Not a wait for the datagram (loopback has queued it already) but the probe itself: it sits
+		// 10 ms unread, so a stamp taken on arrival is 5 ms or more before the read.
 		time.Sleep(10 * time.Millisecond)
 		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 		if n, err := br.read(); err != nil || n != 1 {
@@ -45,7 +48,7 @@ func TestBatchReaderArrivalTime(t *testing.T) {
 		if _, err := peer.Write([]byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(gap) // the point of the test: the read comes late
+		time.Sleep(gap) // not a wait for anything: the point of the test is that the read comes late
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 	n, err := br.read()

@@ -29,21 +29,65 @@ func newTestMux(t testing.TB, lanes int) *Mux {
 func frameOf(v byte) []byte { return bytes.Repeat([]byte{v}, FrameSize) }
 
 // streamCheck is what one receiving end saw: packets whose payload was another stream's count as
-// foreign.
+// foreign. It signals the first packet and the last of the frames it expects, so that a test waits for
+// them rather than for a while.
 type streamCheck struct {
 	want    byte
+	expect  int64
 	frames  atomic.Int64
 	foreign atomic.Int64
+	seen    atomic.Int64
+	first   chan struct{} // closed on the first packet, own or foreign
+	all     chan struct{} // closed when expect own frames have come
+}
+
+func newStreamCheck(want byte, expect int64) *streamCheck {
+	return &streamCheck{want: want, expect: expect, first: make(chan struct{}), all: make(chan struct{})}
 }
 
 func (c *streamCheck) onAudio(_ uint8, payload []byte, _ time.Time) {
+	if c.seen.Add(1) == 1 {
+		close(c.first)
+	}
 	for _, b := range payload {
 		if b != c.want {
 			c.foreign.Add(1)
 			return
 		}
 	}
-	c.frames.Add(1)
+	if c.frames.Add(1) == c.expect {
+		close(c.all)
+	}
+}
+
+// waitClosed waits until every one of chans is closed or ctx is done, and says which.
+func waitClosed(ctx context.Context, chans ...chan struct{}) bool {
+	for _, c := range chans {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// waitFor polls cond every millisecond until it holds, for state that the code under test offers no
+// signal for (Mux stats, a lane's table), and fails the test naming what did not happen once timeout
+// has passed.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+	}
 }
 
 // TestMuxStreamsStayApart runs many calls between two Muxes, so that every stream of a lane shares
@@ -53,10 +97,12 @@ func TestMuxStreamsStayApart(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		announce bool // the SSRCs are known before the first packet (a=ssrc); else they are latched
-		stagger  time.Duration
+		// oneByOne starts each call once both streams of the one before have delivered a packet, so
+		// that each latched SSRC is the only new one on its address; else all start at once.
+		oneByOne bool
 	}{
 		{name: "announced ssrc", announce: true},
-		{name: "latched ssrc, streams starting one after the other", stagger: 30 * time.Millisecond},
+		{name: "latched ssrc, streams starting one after the other", oneByOne: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			const calls = 40
@@ -85,8 +131,8 @@ func TestMuxStreamsStayApart(t *testing.T) {
 					}
 					return 0
 				}
-				checks[2*i] = &streamCheck{want: byte(2 * i)}
-				checks[2*i+1] = &streamCheck{want: byte(2*i + 1)}
+				checks[2*i] = newStreamCheck(byte(2*i), frames)
+				checks[2*i+1] = newStreamCheck(byte(2*i+1), frames)
 				sa := pa.NewSender(pb.Addr(), SenderConfig{SSRC: ssrcA})
 				sb := pb.NewSender(pa.Addr(), SenderConfig{SSRC: ssrcB})
 				rb := pb.NewReceiver(ReceiverConfig{Remote: pa.Addr(), SSRC: recvSSRC(ssrcA), OnAudio: checks[2*i].onAudio})
@@ -103,14 +149,15 @@ func TestMuxStreamsStayApart(t *testing.T) {
 						}
 					}()
 				}
+				// The receivers are registered before the first packet leaves.
+				waitFor(t, 5*time.Second, "the receivers of a call to register", func() bool {
+					return registered(a, ra) && registered(b, rb)
+				})
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					defer pa.Close()
 					defer pb.Close()
-					// The receivers are registered before the first packet leaves.
-					waitRegistered(t, a, ra)
-					waitRegistered(t, b, rb)
 					var senders, played sync.WaitGroup
 					for _, s := range []struct {
 						s *Sender
@@ -137,15 +184,22 @@ func TestMuxStreamsStayApart(t *testing.T) {
 					// Both utterances were written: end the call once both ends have received them
 					// (or a second later, and the counts below fail).
 					played.Wait()
-					for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) &&
-						(checks[2*i].frames.Load() < frames || checks[2*i+1].frames.Load() < frames); {
-						time.Sleep(time.Millisecond)
-					}
+					heard, cancelHeard := context.WithTimeout(callCtx, time.Second)
+					waitClosed(heard, checks[2*i].all, checks[2*i+1].all)
+					cancelHeard()
 					stop()
 					senders.Wait()
 					inner.Wait()
 				}()
-				time.Sleep(tt.stagger)
+				if tt.oneByOne {
+					started, cancelStarted := context.WithTimeout(ctx, 5*time.Second)
+					ok := waitClosed(started, checks[2*i].first, checks[2*i+1].first)
+					cancelStarted()
+					if !ok {
+						t.Errorf("call %d: no packet reached both ends within 5s; no more calls started", i)
+						break
+					}
+				}
 			}
 			wg.Wait()
 			close(errs)
@@ -170,23 +224,21 @@ func TestMuxStreamsStayApart(t *testing.T) {
 	}
 }
 
-// waitRegistered waits until r's Run has put it on its lane of m: a test helper that polls, since
-// registration happens on the Run goroutine.
-func waitRegistered(t *testing.T, m *Mux, r *Receiver) {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		for _, l := range m.lanes {
-			l.rmu.Lock()
-			found := false
-			for _, x := range l.byAddr[r.remote] {
-				found = found || x == r
-			}
-			l.rmu.Unlock()
-			if found {
-				return
-			}
+// registered reports whether r's Run has put it on its lane of m. Registration happens on the Run
+// goroutine and signals nothing, so tests poll this with waitFor.
+func registered(m *Mux, r *Receiver) bool {
+	for _, l := range m.lanes {
+		l.rmu.Lock()
+		found := false
+		for _, x := range l.byAddr[r.remote] {
+			found = found || x == r
+		}
+		l.rmu.Unlock()
+		if found {
+			return true
 		}
 	}
-	t.Errorf("receiver did not register")
+	return false
 }
 
 // TestMuxSenderPacing sends from a Mux lane to a socket of its own and checks the stream as a
@@ -281,9 +333,7 @@ func TestMuxReceiverChecks(t *testing.T) {
 	})
 	ran := make(chan error, 1)
 	go func() { ran <- r.Run(context.Background()) }()
-	for m.Stats().Receivers == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "the receiver to register", func() bool { return m.Stats().Receivers == 1 })
 	to := net.UDPAddrFromAddrPort(p.Addr())
 	send := func(c *net.UDPConn, b []byte) {
 		if _, err := c.WriteToUDP(b, to); err != nil {
@@ -340,9 +390,10 @@ func TestMuxClose(t *testing.T) {
 	errs := make(chan error, 2)
 	go func() { errs <- s.Run(context.Background()) }()
 	go func() { errs <- r.Run(context.Background()) }()
-	for st := m.Stats(); st.Senders+st.Receivers < 2; st = m.Stats() {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "the sender and the receiver to join their lanes", func() bool {
+		st := m.Stats()
+		return st.Senders+st.Receivers == 2
+	})
 	m.Close()
 	for range 2 {
 		select {
@@ -419,8 +470,17 @@ func BenchmarkMuxPacket(b *testing.B) {
 	tx, rx := newTestMux(b, 1), newTestMux(b, 1)
 	ptx, _ := tx.Open()
 	prx, _ := rx.Open()
-	var got atomic.Int64
-	onAudio := func(uint8, []byte, time.Time) { got.Add(1) }
+	// got counts the packets delivered; onAudio signals reached when the count comes to target.
+	var got, target atomic.Int64
+	reached := make(chan struct{}, 1)
+	onAudio := func(uint8, []byte, time.Time) {
+		if got.Add(1) == target.Load() {
+			select {
+			case reached <- struct{}{}:
+			default:
+			}
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lt := tx.lanes[0]
@@ -431,23 +491,33 @@ func BenchmarkMuxPacket(b *testing.B) {
 		go r.Run(ctx)
 		lt.phases[i%lanePhases] = append(lt.phases[i%lanePhases], &laneSender{s: s, dst: net.UDPAddrFromAddrPort(prx.Addr()), start: start})
 	}
-	for rx.Stats().Receivers < streams {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(b, 5*time.Second, "the receivers to register", func() bool { return rx.Stats().Receivers == streams })
+	slow := time.NewTimer(time.Hour)
+	slow.Stop()
 	b.ReportAllocs()
 	b.ResetTimer()
 	tick := start
 	sent := 0
 	for sent < b.N {
+		// Keep the receiver's queue from overflowing: wait for most of what is sent, or a second.
+		// The target is set before the round, so the count cannot pass it unseen.
+		want := int64(sent+streams) * 9 / 10
+		target.Store(want)
 		for ph := range lanePhases {
 			lt.round(ph, tick)
 		}
 		tick = tick.Add(FrameDuration)
 		sent += streams
-		// Keep the receiver's queue from overflowing: wait for most of what was sent.
-		for deadline := time.Now().Add(time.Second); got.Load() < int64(sent)*9/10 && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Microsecond)
+		slow.Reset(time.Second)
+	wait:
+		for got.Load() < want {
+			select {
+			case <-reached: // maybe left over from an earlier round that timed out: check again
+			case <-slow.C:
+				break wait
+			}
 		}
+		slow.Stop()
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(got.Load())/float64(sent), "delivered/sent")
@@ -487,12 +557,21 @@ func TestMuxLaneIdleThenBusy(t *testing.T) {
 		cancel()
 		<-ran
 		p.Close()
-		time.Sleep(300 * time.Millisecond) // the lane goes idle, and its grid stops
-		for {
-			_ = dst.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		// Run took the Sender off the grid before it returned, so the lane is idle and every packet
+		// of the call is already queued at dst: read the rest, counted by the Sender.
+		if st := m.Stats(); st.Senders != 0 {
+			t.Fatalf("call %d: %d senders on the lane after Run returned", call, st.Senders)
+		}
+		for i := range s.Stats().Packets - 25 {
 			if _, err := dst.Read(buf); err != nil {
-				break // drained
+				t.Fatalf("call %d: packet %d of the rest: %v", call, 25+i, err)
 			}
+		}
+		if call == 0 {
+			// Not a wait for anything: the idle spell under test. Real time passes with no Sender on
+			// the lane, longer than maxBehind, so a lane that resumed its old grid would be far off
+			// the present.
+			time.Sleep(300 * time.Millisecond)
 		}
 	}
 }

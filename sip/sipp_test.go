@@ -73,24 +73,32 @@ func startSIPp(t *testing.T, scenario string, args ...string) *sippPeer {
 		cancel()
 		<-p.done
 	})
-	// Ready once the port is taken.
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		c, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			break
-		}
-		c.Close()
+	// Ready once the port is taken. Another process binding a port signals nothing, so try to bind
+	// it every 10 ms; SIPp exiting ends the wait at once.
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for portFree(port) {
 		select {
+		case <-tick.C:
 		case <-p.done:
-			t.Fatalf("sipp exited early: %v\n%s", p.err, p.out.String())
-		default:
+			t.Fatalf("sipp exited before it bound 127.0.0.1:%d: %v\n%s", port, p.err, p.out.String())
+		case <-deadline.C:
+			t.Fatalf("sipp did not bind 127.0.0.1:%d within 5s", port)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("sipp did not bind its port")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	return p
+}
+
+// portFree reports whether UDP port on 127.0.0.1 can be bound, that is whether no process holds it.
+func portFree(port int) bool {
+	c, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // wait waits for SIPp to finish and fails the test unless the scenario
