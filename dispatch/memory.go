@@ -12,7 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/voiceotp/voiceotp/callflow"
-	"github.com/voiceotp/voiceotp/dispatch/internal/admit"
+	"github.com/voiceotp/voiceotp/dispatch/internal/cpugate"
 )
 
 // Memory is the in-process queue: a bounded buffer of jobs and one
@@ -31,7 +31,7 @@ type Memory struct {
 	clock   clock
 	limiter *rate.Limiter // used only by the Run goroutine
 	queue   chan Job      // capacity cfg.QueueSize; sent to only with mu held
-	cpu     *admit.Gate   // nil when MaxCPU is off; Wait only from the Run goroutine
+	cpu     *cpugate.Gate // nil when MaxCPU is off; Wait only from the Run goroutine
 	ownCPU  CPUMeter      // the sampler Run runs, when cfg.CPU was nil; or nil
 
 	// mu guards closed and every send on queue, so that no job enters the
@@ -82,7 +82,7 @@ func newMemory(c Caller, h Handler, cfg Config, clk clock) *Memory {
 // cpuGate builds the CPU admission of cfg, and the sampler the queue must run
 // if cfg.CPU is nil; both are nil when MaxCPU is off. It panics on an unknown
 // cfg.CPUSource.
-func cpuGate(cfg Config, now func() time.Time, sleepUntil func(context.Context, time.Time) error) (*admit.Gate, CPUMeter) {
+func cpuGate(cfg Config, now func() time.Time, sleepUntil func(context.Context, time.Time) error) (*cpugate.Gate, CPUMeter) {
 	if !(cfg.MaxCPU > 0) {
 		return nil, nil
 	}
@@ -95,7 +95,7 @@ func cpuGate(cfg Config, now func() time.Time, sleepUntil func(context.Context, 
 		}
 		s = own
 	}
-	return admit.New(cfg.MaxCPU, s, now, sleepUntil, cfg.Logger), own
+	return cpugate.New(cfg.MaxCPU, s, now, sleepUntil, cfg.Logger), own
 }
 
 // Enqueue adds j to the queue without waiting: it returns ErrQueueFull when
@@ -188,6 +188,7 @@ func (m *Memory) dispatch(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 			m.skip(j, ErrClosed)
 			return
 		}
+		m.cpu.Started()
 		// The token is taken after the job, never while idle: with a burst of 1
 		// a token taken early would let two calls start back to back.
 		now := m.clock.Now()

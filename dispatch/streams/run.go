@@ -153,6 +153,7 @@ func (q *Queue) dispatch(ctx, callCtx context.Context, wg *sync.WaitGroup) {
 			<-slots
 			return
 		}
+		q.cpu.Started()
 		q.active.Add(1)
 		wg.Add(1)
 		go func() {

@@ -81,7 +81,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/voiceotp/voiceotp/dispatch"
-	"github.com/voiceotp/voiceotp/dispatch/internal/admit"
+	"github.com/voiceotp/voiceotp/dispatch/internal/cpugate"
 )
 
 // Errors callers branch on.
@@ -186,7 +186,7 @@ type Queue struct {
 	// onToken, if set before Run, is called with Redis's time of each token taken (tests).
 	onToken func(at time.Time)
 
-	cpu    *admit.Gate       // nil when MaxCPU is off; Wait only from the Run goroutine
+	cpu    *cpugate.Gate     // nil when MaxCPU is off; Wait only from the Run goroutine
 	ownCPU dispatch.CPUMeter // the sampler Run runs, when cfg.CPU was nil; or nil
 
 	running atomic.Bool
@@ -244,7 +244,7 @@ func New(c goredis.UniversalClient, caller dispatch.Caller, h dispatch.Handler, 
 			}
 			q.ownCPU, s = own, own
 		}
-		q.cpu = admit.New(cfg.MaxCPU, s, time.Now, func(ctx context.Context, t time.Time) error {
+		q.cpu = cpugate.New(cfg.MaxCPU, s, time.Now, func(ctx context.Context, t time.Time) error {
 			return sleep(ctx, time.Until(t))
 		}, q.log).WithActive(func() int { return int(q.active.Load()) })
 	}
