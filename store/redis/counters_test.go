@@ -29,7 +29,7 @@ func TestAcquireNumber(t *testing.T) {
 		{"BAfterRelease", 1, false, "CA-b", true},
 		{"ARefusedNow", 0, false, "CA-a", false},
 	}
-	nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+	nodes := []*redis.Counters{redis.NewCounters(fresh(t)), redis.NewCounters(srv.Client(t))}
 	ctx := context.Background()
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
@@ -54,7 +54,7 @@ func TestAcquireNumber(t *testing.T) {
 }
 
 func TestAcquireNumberExpires(t *testing.T) {
-	l := redis.NewLimits(fresh(t))
+	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	if ok, err := l.AcquireNumber(ctx, "+15550001111", "dead-node-call", 50*time.Millisecond); err != nil || !ok {
 		t.Fatalf("AcquireNumber = %v, %v", ok, err)
@@ -76,7 +76,7 @@ func TestAcquireNumberExpires(t *testing.T) {
 }
 
 func TestAcquireNumberRace(t *testing.T) {
-	nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+	nodes := []*redis.Counters{redis.NewCounters(fresh(t)), redis.NewCounters(srv.Client(t))}
 	const n = 20
 	var (
 		wg   sync.WaitGroup
@@ -116,7 +116,7 @@ func TestCountSend(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+			nodes := []*redis.Counters{redis.NewCounters(fresh(t)), redis.NewCounters(srv.Client(t))}
 			var (
 				wg      sync.WaitGroup
 				mu      sync.Mutex
@@ -164,7 +164,7 @@ func TestCountSend(t *testing.T) {
 }
 
 func TestCountSendWindowSlides(t *testing.T) {
-	l := redis.NewLimits(fresh(t))
+	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	const window = 300 * time.Millisecond
 	for i := range 2 {
@@ -183,8 +183,8 @@ func TestCountSendWindowSlides(t *testing.T) {
 	}
 }
 
-func TestLimitsRefuseBadArguments(t *testing.T) {
-	l := redis.NewLimits(fresh(t))
+func TestCountersRefuseBadArguments(t *testing.T) {
+	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	tests := []struct {
 		name string
@@ -226,7 +226,7 @@ func TestTakeTokenShared(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+			nodes := []*redis.Counters{redis.NewCounters(fresh(t)), redis.NewCounters(srv.Client(t))}
 			ctx := context.Background()
 			var (
 				wg      sync.WaitGroup
@@ -278,7 +278,7 @@ func TestTakeTokenShared(t *testing.T) {
 }
 
 func TestTakeTokenIndependentKeys(t *testing.T) {
-	l := redis.NewLimits(fresh(t))
+	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	for _, key := range []string{"global", "trunk-a", "trunk-b"} {
 		if ok, _, err := l.TakeToken(ctx, key, 1, 1); err != nil || !ok {
@@ -292,7 +292,7 @@ func TestTakeTokenIndependentKeys(t *testing.T) {
 }
 
 func TestNumberHolder(t *testing.T) {
-	l := redis.NewLimits(fresh(t))
+	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	if h, left, err := l.NumberHolder(ctx, "+15550001111"); h != "" || left != 0 || err != nil {
 		t.Fatalf("free slot: %q %v %v", h, left, err)
