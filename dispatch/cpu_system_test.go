@@ -252,8 +252,8 @@ func TestQueueBuildsItsCPUSampler(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newFakeClock(recheck)
-			m := newMemory(newFakeCaller(clk, nil), newRecorder(nil), tt.cfg, clk)
-			if got := reflect.TypeOf(m.ownCPU); got != tt.want {
+			m := newHarness(newFakeCaller(clk, nil), newRecorder(nil), tt.cfg, clk)
+			if got := reflect.TypeOf(m.r.ownCPU); got != tt.want {
 				t.Errorf("own sampler %v, want %v", got, tt.want)
 			}
 		})
@@ -264,6 +264,6 @@ func TestQueueBuildsItsCPUSampler(t *testing.T) {
 				t.Errorf("recovered %v, want a panic naming the source", r)
 			}
 		}()
-		NewMemory(newFakeCaller(newFakeClock(recheck), nil), newRecorder(nil), Config{MaxCPU: 0.9, CPUSource: "machine"})
+		NewMemory(Config{MaxCPU: 0.9, CPUSource: "machine"})
 	})
 }

@@ -41,7 +41,7 @@ func TestCPUThreshold(t *testing.T) {
 			clk := newFakeClock(recheck)
 			c := newFakeCaller(clk, nil)
 			rec := newRecorder(nil)
-			m := newMemory(c, rec, Config{CPS: 1e6, MaxCPU: tt.max, CPU: newFakeCPU(tt.load)}, clk)
+			m := newHarness(c, rec, Config{CPS: 1e6, MaxCPU: tt.max, CPU: newFakeCPU(tt.load)}, clk)
 			mustEnqueue(t, m, job(0))
 			cancel, wait := startRun(t, m)
 
@@ -107,7 +107,7 @@ func TestCPUHoldThenResume(t *testing.T) {
 			rec := newRecorder(nil)
 			cpu := newFakeCPU(tt.high)
 			// One slot, so that job 1 is dialled after job 0 has ended.
-			m := newMemory(c, rec, Config{MaxConcurrent: 1, CPS: 1e6, MaxCPU: tt.max, CPU: cpu}, clk)
+			m := newHarness(c, rec, Config{MaxConcurrent: 1, CPS: 1e6, MaxCPU: tt.max, CPU: cpu}, clk)
 			mustEnqueue(t, m, job(0), job(1))
 			_, _ = startRun(t, m)
 
@@ -153,7 +153,7 @@ func TestCPUHoldSparesCallsInProgress(t *testing.T) {
 	})
 	rec := newRecorder(nil)
 	cpu := newFakeCPU(0.1)
-	m := newMemory(c, rec, Config{CPS: 1e6, MaxCPU: 0.9, CPU: cpu}, clk)
+	m := newHarness(c, rec, Config{CPS: 1e6, MaxCPU: 0.9, CPU: cpu}, clk)
 	mustEnqueue(t, m, job(0))
 	_, _ = startRun(t, m)
 	<-c.started
@@ -191,14 +191,14 @@ func TestCPUHoldKeepsExpiry(t *testing.T) {
 	const ttl = 100 * time.Millisecond // less than one recheck
 	clk := newFakeClock(recheck)
 	c := newFakeCaller(clk, nil)
-	rec := newRecorder(func(_ context.Context, j Job) (callflow.Request, error) {
+	rec := newRecorder(func(_ context.Context, j Job, _ context.CancelCauseFunc) (callflow.Request, error) {
 		if clk.Now().Sub(j.EnqueuedAt) > ttl {
 			return callflow.Request{}, fmt.Errorf("verification %s expired: %w", j.VerificationID, ErrSkip)
 		}
 		return callflow.Request{Number: j.To, Code: "123456"}, nil
 	})
 	cpu := newFakeCPU(0.95)
-	m := newMemory(c, rec, Config{CPS: 1e6, MaxCPU: 0.9, CPU: cpu}, clk)
+	m := newHarness(c, rec, Config{CPS: 1e6, MaxCPU: 0.9, CPU: cpu}, clk)
 	mustEnqueue(t, m, job(0))
 	_, _ = startRun(t, m)
 
