@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/dispatch/streams"
+	"github.com/voiceotp/voiceotp/store/redis"
 	"github.com/voiceotp/voiceotp/store/redis/redistest"
 )
 
@@ -23,12 +25,12 @@ func TestEveryJobRunsOnceAcrossTwoNodes(t *testing.T) {
 	cl := newClaims()
 	a := newNode(t, config("a"), nil, cl)
 	b := newNode(t, config("b"), nil, cl)
-	stopA := start(t, a.q)
-	start(t, b.q)
+	stopA := a.start(t)
+	b.start(t)
 	const n = 60
 	for i := range n {
 		// Either node accepts jobs, as any node's API would.
-		mustEnqueue(t, []*streams.Queue{a.q, b.q}[i%2], job(i))
+		mustEnqueue(t, []*streams.Durable{a.q, b.q}[i%2], job(i))
 	}
 	waitReports(t, n, a.rec, b.rec)
 
@@ -78,7 +80,7 @@ func TestReclaimFromDeadConsumer(t *testing.T) {
 			taken := time.Now()
 			cl.claim(job(0).CallID, dead) // the dead node had sent job 0's INVITE
 
-			start(t, survivor.q)
+			survivor.start(t)
 			waitReports(t, 4, survivor.rec)
 			reclaimedAfter := time.Since(taken)
 
@@ -123,7 +125,7 @@ func TestLongCallKeepsItsLease(t *testing.T) {
 	a := newNode(t, cfg, long, nil)
 	b := newNode(t, config("b"), nil, nil)
 	mustEnqueue(t, a.q, job(0))
-	start(t, a.q)
+	a.start(t)
 	// Wait until a holds the job, then let b run beside it for 4 leases.
 	deadline := time.Now().Add(10 * time.Second)
 	for a.q.Stats().Dialled == 0 {
@@ -132,7 +134,7 @@ func TestLongCallKeepsItsLease(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	start(t, b.q)
+	b.start(t)
 	time.Sleep(4 * cfg.Lease)
 	if s := b.rec.snapshot(); len(s.prepared) != 0 {
 		t.Fatalf("b took the job of a live call: %v", s.prepared)
@@ -179,7 +181,7 @@ func TestDeadLetter(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			start(t, survivor.q)
+			survivor.start(t)
 			waitReports(t, 1, survivor.rec)
 			s := survivor.rec.snapshot()
 			dead, err := probe.XRange(context.Background(), streams.DefaultStream+":dead", "-", "+").Result()
@@ -227,7 +229,7 @@ func TestMalformedEntryIsDeadLettered(t *testing.T) {
 		}
 	}
 	mustEnqueue(t, n.q, job(0))
-	start(t, n.q)
+	n.start(t)
 	waitReports(t, 1, n.rec) // the good job; the bad entries reach no Handler
 	deadline := time.Now().Add(10 * time.Second)
 	for n.c.XLen(ctx, streams.DefaultStream+":dead").Val() != 2 {
@@ -279,10 +281,10 @@ func TestDrain(t *testing.T) {
 			cfg.CPS = 0.05 // one token, then 20 s until the next: the second job waits
 			cfg.Lease = 30 * time.Second
 			cfg.DrainTimeout = tc.drainTimeout
-			cfg.CPSKey = "ivr:{calls}:cps-a"
+			cfg.RateKey = "calls-a"
 			a := newNode(t, cfg, caller, nil)
 			mustEnqueue(t, a.q, job(0), job(1), job(2), job(3))
-			stopA := start(t, a.q)
+			stopA := a.start(t)
 			<-started
 			// Wait until a holds job 1 too (read, waiting for its token).
 			deadline := time.Now().Add(10 * time.Second)
@@ -330,7 +332,7 @@ func TestDrain(t *testing.T) {
 			cfgB := config("b")
 			cfgB.Lease = 30 * time.Second
 			b := newNode(t, cfgB, nil, nil)
-			start(t, b.q)
+			b.start(t)
 			waitReports(t, 3, b.rec)
 			sb := b.rec.snapshot()
 			for i := 1; i < 4; i++ {
@@ -345,39 +347,55 @@ func TestDrain(t *testing.T) {
 	}
 }
 
+// timedRate is the Redis store's Counters as a dispatch.RateLimiter that records Redis's time of each
+// token granted, so the shared budget can be checked by the limiter's own clock.
+type timedRate struct {
+	c *redis.Counters
+
+	mu    sync.Mutex // guards times
+	times []time.Time
+}
+
+func (r *timedRate) TakeToken(ctx context.Context, key string, rate float64, burst int) (bool, time.Duration, error) {
+	ok, wait, at, err := r.c.TakeTokenAt(ctx, key, rate, burst)
+	if ok {
+		r.mu.Lock()
+		r.times = append(r.times, at)
+		r.mu.Unlock()
+	}
+	return ok, wait, err
+}
+
 // TestSharedBudget runs two nodes on one calls-per-second budget and checks, by the limiter's own
 // (Redis) timestamps, that no two calls of the deployment started closer than 1/CPS.
 func TestSharedBudget(t *testing.T) {
 	fresh(t)
 	const cps = 40
-	var (
-		mu    sync.Mutex
-		times []time.Time
-	)
-	hook := func(at time.Time) {
-		mu.Lock()
-		times = append(times, at)
-		mu.Unlock()
-	}
 	var nodes []*node
+	var rates []*timedRate
 	for _, name := range []string{"a", "b"} {
 		cfg := config(name)
 		cfg.CPS = cps
-		n := newNode(t, cfg, nil, nil)
-		streams.SetTokenHook(n.q, hook)
-		nodes = append(nodes, n)
+		rate := &timedRate{c: redis.NewCounters(srv.Client(t))}
+		cfg.Rate = rate
+		nodes = append(nodes, newNode(t, cfg, nil, nil))
+		rates = append(rates, rate)
 	}
 	const jobs = 30
 	for i := range jobs {
 		mustEnqueue(t, nodes[0].q, job(i))
 	}
 	for _, n := range nodes {
-		start(t, n.q)
+		n.start(t)
 	}
 	waitReports(t, jobs, nodes[0].rec, nodes[1].rec)
 
-	mu.Lock()
-	defer mu.Unlock()
+	var times []time.Time
+	for _, r := range rates {
+		r.mu.Lock()
+		times = append(times, r.times...)
+		r.mu.Unlock()
+	}
 	if len(times) != jobs {
 		t.Fatalf("%d tokens for %d jobs", len(times), jobs)
 	}
@@ -449,8 +467,11 @@ func TestRedisOutage(t *testing.T) {
 	c := rs.Client(t)
 	rec := newRecorder("a", nil)
 	cfg := config("a")
-	q := streams.New(c, newFakeCaller(nil), rec, cfg)
-	stop := start(t, q)
+	cfg.Rate = redis.NewCounters(c)
+	logs := newLogWatch()
+	cfg.Logger = slog.New(logs)
+	q := streams.New(c, cfg)
+	stop := start(t, q, newFakeCaller(nil), rec)
 	mustEnqueue(t, q, job(0))
 	waitReports(t, 1, rec)
 
@@ -458,7 +479,8 @@ func TestRedisOutage(t *testing.T) {
 	if err := q.Enqueue(context.Background(), job(1)); !errors.Is(err, streams.ErrUnavailable) {
 		t.Fatalf("Enqueue with Redis down = %v, want ErrUnavailable", err)
 	}
-	time.Sleep(3 * cfg.BlockTime) // let the loop meet the outage
+	// The loop meets the outage: its read (or reclaim) fails and says so.
+	logs.wait(t, "streams: reading jobs", "streams: reclaiming jobs")
 	if err := rs.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +508,7 @@ type deferOnce struct {
 	back     map[string]time.Duration // from the deferral to the next Prepare
 }
 
-func (d *deferOnce) Prepare(ctx context.Context, j dispatch.Job) (callflow.Request, error) {
+func (d *deferOnce) Prepare(ctx context.Context, j dispatch.Job, stop context.CancelCauseFunc) (callflow.Request, error) {
 	d.mu.Lock()
 	first, again := d.deferred[j.CallID]
 	if again {
@@ -498,7 +520,7 @@ func (d *deferOnce) Prepare(ctx context.Context, j dispatch.Job) (callflow.Reque
 	if !again {
 		return callflow.Request{}, &dispatch.Deferred{Until: time.Now().Add(d.wait), Reason: errors.New("not yet")}
 	}
-	return d.recorder.Prepare(ctx, j)
+	return d.recorder.Prepare(ctx, j, stop)
 }
 
 // TestDeferred has Prepare defer a job: it is handed back without a report and without holding a call
@@ -513,9 +535,11 @@ func TestDeferred(t *testing.T) {
 			cfg.MaxConcurrent = 1 // a held slot would stall job 1 behind job 0
 			cfg.MaxDeliveries = 1 // a deferral counted as a delivery would dead-letter
 			h := &deferOnce{recorder: newRecorder("a", nil), wait: wait, deferred: map[string]time.Time{}, back: map[string]time.Duration{}}
-			q := streams.New(srv.Client(t), newFakeCaller(nil), h, cfg)
+			c := srv.Client(t)
+			cfg.Rate = redis.NewCounters(c)
+			q := streams.New(c, cfg)
 			mustEnqueue(t, q, job(0), job(1))
-			start(t, q)
+			start(t, q, newFakeCaller(nil), h)
 			waitReports(t, 2, h.recorder)
 			s := h.recorder.snapshot()
 			for i := range 2 {
@@ -543,7 +567,7 @@ func TestCPUHeldNodeReadsNothing(t *testing.T) {
 	cfgA := config("a")
 	cfgA.MaxCPU, cfgA.CPU = 0.9, cpu
 	a := newNode(t, cfgA, nil, nil)
-	start(t, a.q)
+	a.start(t)
 	mustEnqueue(t, a.q, job(0))
 	// Two more looks at the load are at least one recheck (250 ms) after the job was added: a, idle and
 	// with free slots, would have read it long before (it reads every BlockTime, 20 ms).
@@ -559,7 +583,7 @@ func TestCPUHeldNodeReadsNothing(t *testing.T) {
 	}
 
 	b := newNode(t, config("b"), nil, nil)
-	stopB := start(t, b.q)
+	stopB := b.start(t)
 	waitReports(t, 1, b.rec)
 	stopB()
 	if s := b.rec.snapshot(); s.finished[job(0).CallID] != 1 {
