@@ -319,26 +319,29 @@ func takeAsDead(t *testing.T, c *goredis.Client, consumer string, n int) []strin
 	return ids
 }
 
+// waitFor polls cond until it holds. The deadline only turns a hang into a failure.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // the poll's pace, not a wait for anything
+	}
+}
+
 // waitAcked waits until the stream is empty and nothing is pending: the acknowledgement of a job
 // follows its Finish or Skipped report.
 func waitAcked(t *testing.T, c *goredis.Client) {
 	t.Helper()
-	ctx := context.Background()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		l, err := c.XLen(ctx, streams.DefaultStream).Result()
+	waitFor(t, "every job acknowledged", func() bool {
+		l, err := c.XLen(context.Background(), streams.DefaultStream).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := pending(t, c)
-		if l == 0 && len(p) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream length %d and %d entries pending, want none", l, len(p))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return l == 0 && len(pending(t, c)) == 0
+	})
 }
 
 // fakeCPU is a dispatch.CPUSampler whose load the test sets; asked receives (without blocking) on each
@@ -413,18 +416,29 @@ func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 // wait waits until one of msgs has been logged.
 func (w *logWatch) wait(t *testing.T, msgs ...string) {
 	t.Helper()
+	w.waitCount(t, 1, msgs...)
+}
+
+// waitCount waits until msgs have been logged n times in all.
+func (w *logWatch) waitCount(t *testing.T, n int, msgs ...string) {
+	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
 		w.mu.Lock()
-		seen := slices.ContainsFunc(w.msgs, func(m string) bool { return slices.Contains(msgs, m) })
+		seen := 0
+		for _, m := range w.msgs {
+			if slices.Contains(msgs, m) {
+				seen++
+			}
+		}
 		w.mu.Unlock()
-		if seen {
+		if seen >= n {
 			return
 		}
 		select {
 		case <-w.news:
 		case <-deadline:
-			t.Fatalf("none of %q was logged", msgs)
+			t.Fatalf("%q logged fewer than %d times", msgs, n)
 		}
 	}
 }

@@ -202,6 +202,7 @@ func (r *reader) reclaim(ctx context.Context) (m message, ok, more bool) {
 	if cursor == "0-0" || cursor == "" {
 		r.cursor, more = "0-0", false
 		r.nextClaim = time.Now().Add(q.cfg.Lease / 2)
+		q.log.Debug("streams: looked for lapsed leases")
 	}
 	if len(msgs) == 0 {
 		return message{}, false, more

@@ -121,21 +121,19 @@ func TestLongCallKeepsItsLease(t *testing.T) {
 			return callflow.Canceled
 		}
 	})
-	cfg := config("a")
-	a := newNode(t, cfg, long, nil)
-	b := newNode(t, config("b"), nil, nil)
+	a := newNode(t, config("a"), long, nil)
+	cfgB := config("b")
+	logsB := newLogWatch()
+	cfgB.Logger = slog.New(logsB)
+	b := newNode(t, cfgB, nil, nil)
 	mustEnqueue(t, a.q, job(0))
 	a.start(t)
-	// Wait until a holds the job, then let b run beside it for 4 leases.
-	deadline := time.Now().Add(10 * time.Second)
-	for a.q.Stats().Dialled == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("a never dialled")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "a to dial", func() bool { return a.q.Stats().Dialled > 0 })
+	// b looks for lapsed leases at once and then every Lease/2: by its 8th look the job has been held
+	// for 3.5 leases, so at least 5 of those looks came when its lease would have lapsed without the
+	// heartbeat.
 	b.start(t)
-	time.Sleep(4 * cfg.Lease)
+	logsB.waitCount(t, 8, "streams: looked for lapsed leases")
 	if s := b.rec.snapshot(); len(s.prepared) != 0 {
 		t.Fatalf("b took the job of a live call: %v", s.prepared)
 	}
@@ -231,13 +229,9 @@ func TestMalformedEntryIsDeadLettered(t *testing.T) {
 	mustEnqueue(t, n.q, job(0))
 	n.start(t)
 	waitReports(t, 1, n.rec) // the good job; the bad entries reach no Handler
-	deadline := time.Now().Add(10 * time.Second)
-	for n.c.XLen(ctx, streams.DefaultStream+":dead").Val() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the malformed entries were not dead-lettered")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the malformed entries to be dead-lettered", func() bool {
+		return n.c.XLen(ctx, streams.DefaultStream+":dead").Val() == 2
+	})
 	if s := n.rec.snapshot(); len(s.skipped) != 0 || s.finished[job(0).CallID] != 1 {
 		t.Errorf("finished %v skipped %v", s.finished, s.skipped)
 	}
@@ -286,14 +280,7 @@ func TestDrain(t *testing.T) {
 			mustEnqueue(t, a.q, job(0), job(1), job(2), job(3))
 			stopA := a.start(t)
 			<-started
-			// Wait until a holds job 1 too (read, waiting for its token).
-			deadline := time.Now().Add(10 * time.Second)
-			for len(pending(t, a.c)) < 2 {
-				if time.Now().After(deadline) {
-					t.Fatal("a did not take a second job")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			waitFor(t, "a to hold job 1 too (read, waiting for its token)", func() bool { return len(pending(t, a.c)) >= 2 })
 
 			stopped := make(chan struct{})
 			go func() {
@@ -301,7 +288,8 @@ func TestDrain(t *testing.T) {
 				close(stopped)
 			}()
 			if tc.callEnds {
-				// Run must wait for the call: it has not returned yet.
+				// Run must wait for the call: it has not returned yet. The pause only gives a wrong
+				// Run the chance to return; it waits for nothing.
 				select {
 				case <-stopped:
 					t.Fatal("Run returned with a call in progress")
@@ -484,13 +472,7 @@ func TestRedisOutage(t *testing.T) {
 	if err := rs.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for q.Enqueue(context.Background(), job(2)) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("Enqueue did not recover")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "Enqueue to recover", func() bool { return q.Enqueue(context.Background(), job(2)) == nil })
 	waitReports(t, 1, rec)
 	if s := rec.snapshot(); s.finished[job(2).CallID] != 1 {
 		t.Errorf("after the outage finished %v, want job 2", s.finished)
@@ -600,4 +582,61 @@ func TestCPUHeldNodeReadsNothing(t *testing.T) {
 		t.Errorf("a's stats = %+v, want one hold and one dial", st)
 	}
 	waitAcked(t, a.c)
+}
+
+// stopping is a Handler that ends job 0's call during its Prepare, and keeps the stop of the others
+// for the test to call during the call.
+type stopping struct {
+	*recorder
+
+	mu    sync.Mutex // guards stops
+	stops map[string]context.CancelCauseFunc
+}
+
+func (h *stopping) Prepare(ctx context.Context, j dispatch.Job, stop context.CancelCauseFunc) (callflow.Request, error) {
+	if j.CallID == job(0).CallID {
+		stop(errors.New("cancelled before the dial"))
+	}
+	h.mu.Lock()
+	h.stops[j.CallID] = stop
+	h.mu.Unlock()
+	return h.recorder.Prepare(ctx, j, stop)
+}
+
+// TestHandlerStop checks the Runner's stop contract on the durable queue, which shares the Runner
+// with dispatch.Memory: a stop during Prepare sends the call to the Caller already cancelled, a stop
+// during the call ends it, a stop after Finish does nothing, and each job is finished and acknowledged
+// once.
+func TestHandlerStop(t *testing.T) {
+	fresh(t)
+	started := make(chan struct{}, 2)
+	caller := newFakeCaller(func(ctx context.Context, _ callflow.Request) callflow.Outcome {
+		started <- struct{}{}
+		<-ctx.Done() // these calls end only when stopped
+		return callflow.Canceled
+	})
+	n := newNode(t, config("a"), caller, nil)
+	h := &stopping{recorder: n.rec, stops: map[string]context.CancelCauseFunc{}}
+	mustEnqueue(t, n.q, job(0))
+	start(t, n.q, caller, h)
+	waitReports(t, 1, n.rec) // job 0: Prepare stopped it, the Caller saw it done at once
+
+	mustEnqueue(t, n.q, job(1))
+	<-started
+	<-started
+	h.mu.Lock()
+	stop := h.stops[job(1).CallID]
+	h.mu.Unlock()
+	stop(errors.New("cancelled during the call"))
+	waitReports(t, 1, n.rec)
+	stop(nil) // after Finish: nothing happens
+
+	s := n.rec.snapshot()
+	if s.finished[job(0).CallID] != 1 || s.finished[job(1).CallID] != 1 || len(s.skipped) != 0 || len(s.violations) != 0 {
+		t.Errorf("finished %v, skipped %v, violations %v; want both jobs finished once", s.finished, s.skipped, s.violations)
+	}
+	if d := caller.dialled(); d[job(0).To] != 1 || d[job(1).To] != 1 {
+		t.Errorf("dialled %v, want each job handed to the Caller once", d)
+	}
+	waitAcked(t, n.c)
 }
