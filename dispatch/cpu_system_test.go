@@ -201,9 +201,10 @@ func TestSystemCPUMeasuresTheMachine(t *testing.T) {
 		wg.Wait()
 	}()
 
-	time.Sleep(window + 2*step)
+	waitFullWindow(t, &p.mu, &p.win, time.Now())
 	before := p.CPULoad()
 
+	spinning := time.Now()
 	var stop atomic.Bool
 	var spinners sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
@@ -213,7 +214,7 @@ func TestSystemCPUMeasuresTheMachine(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(window + 2*step)
+	waitFullWindow(t, &p.mu, &p.win, spinning)
 	busy := p.CPULoad()
 	stop.Store(true)
 	spinners.Wait()

@@ -285,9 +285,10 @@ func TestProcessCPUMeasuresThisProcess(t *testing.T) {
 		wg.Wait()
 	}()
 
-	time.Sleep(window + 2*step) // a window of (almost) nothing
+	waitFullWindow(t, &p.mu, &p.win, time.Now()) // a window of (almost) nothing
 	quiet := p.CPULoad()
 
+	spinning := time.Now()
 	var stop atomic.Bool
 	var spinners sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
@@ -297,7 +298,7 @@ func TestProcessCPUMeasuresThisProcess(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(window + 2*step) // a window of spinning
+	waitFullWindow(t, &p.mu, &p.win, spinning) // a window of spinning
 	busy := p.CPULoad()
 	stop.Store(true)
 	spinners.Wait()
@@ -310,5 +311,27 @@ func TestProcessCPUMeasuresThisProcess(t *testing.T) {
 	}
 	if busy <= quiet {
 		t.Errorf("busy load %v is not above the quiet load %v", busy, quiet)
+	}
+}
+
+// waitFullWindow waits until the load of a sampler measures only time after since: the base of its
+// window (the oldest sample kept) was taken at or after since, a full window before its newest sample.
+// Real time must pass for that, a window's worth, as the samplers read the real CPU counters; the wait
+// is for the samples, however slowly they come.
+func waitFullWindow[T any](t *testing.T, mu *sync.Mutex, w *slidingWindow[T], since time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(w.samples)
+		full := n >= 2 && !w.samples[0].at.Before(since) && w.samples[n-1].at.Sub(w.samples[0].at) >= w.window
+		mu.Unlock()
+		if full {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sampler did not fill a window")
+		}
+		time.Sleep(5 * time.Millisecond) // the poll's pace
 	}
 }

@@ -59,6 +59,8 @@ func TestAcquireNumberExpires(t *testing.T) {
 	if ok, err := l.AcquireNumber(ctx, "+15550001111", "dead-node-call", 50*time.Millisecond); err != nil || !ok {
 		t.Fatalf("AcquireNumber = %v, %v", ok, err)
 	}
+	// The TTL runs on Redis's clock, so poll until the slot is free; the deadline only turns a hang into
+	// a failure.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ok, err := l.AcquireNumber(ctx, "+15550001111", "CA-b", time.Minute)
@@ -71,7 +73,7 @@ func TestAcquireNumberExpires(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("a slot with a 50ms ttl was still held after 5s")
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // the poll's pace
 	}
 }
 
@@ -176,7 +178,8 @@ func TestCountSendWindowSlides(t *testing.T) {
 	if err != nil || ok || retry <= 0 || retry > window {
 		t.Fatalf("third send = %v, %v, %v; want refused with retryAfter in (0, %v]", ok, retry, err, window)
 	}
-	// Waiting out retryAfter is the point of the test: the oldest send must have left the window.
+	// Waiting out retryAfter is the point of the test: real time must pass on Redis's clock for the
+	// oldest send to leave the window, and retryAfter is the limiter's own word for how much.
 	time.Sleep(retry)
 	if ok, retry, err := l.CountSend(ctx, "+15550001111", window, 2); err != nil || !ok {
 		t.Fatalf("after waiting retryAfter: %v, %v, %v; want allowed", ok, retry, err)
@@ -252,6 +255,8 @@ func TestTakeTokenShared(t *testing.T) {
 								t.Errorf("refused with wait %v", wait)
 								return
 							}
+							// A client obeying the limiter: the budget refills on Redis's clock, and
+							// wait is the limiter's own word for when.
 							time.Sleep(wait)
 							continue
 						}
