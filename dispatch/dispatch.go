@@ -270,16 +270,19 @@ type Config struct {
 	// time over wall time × GOMAXPROCS, or the machine's busy time with
 	// CPUSource [CPUSystem]) above which no new call is started, so that an
 	// overloaded node delays calls instead of garbling their audio. While the
-	// load is above it the dispatcher holds, with its call slot: the next job
-	// is not taken further (it stays queued, is not prepared, spends no token)
-	// and the load is looked at again every 250 ms. Dials resume once the load
-	// is at most MaxCPU − 0.05, or MaxCPU/2 if that is higher: the hysteresis
-	// keeps them from flapping around the threshold. Calls in progress are
-	// never touched, and a job keeps its own expiry: a verification that
-	// expired while held is skipped by Prepare, which comes after the hold.
-	// If zero, negative or NaN, there is no CPU limit.
+	// load is above it the runner holds, with its call slot: the next job is
+	// not taken further (it waits where its queue keeps it, is not prepared,
+	// spends no token) and the load is looked at again every 250 ms. Dials
+	// resume once the load is at most MaxCPU − 0.05, or MaxCPU/2 if that is
+	// higher: the hysteresis keeps them from flapping around the threshold.
+	// The load of the calls started within the last 2 s, which the sampler
+	// does not show yet, is projected (at the cost per call learned from the
+	// calls in progress), so a surge is let in a little at a time. Calls in
+	// progress are never touched, and a job keeps its own expiry: a
+	// verification that expired while held is skipped by Prepare, which comes
+	// after the hold. If zero, negative or NaN, there is no CPU limit.
 	MaxCPU float64
-	// CPU measures the load compared with MaxCPU. If nil, the queue builds
+	// CPU measures the load compared with MaxCPU. If nil, the runner builds
 	// the sampler CPUSource names and runs it for the time of its Run. Unused
 	// when MaxCPU is off.
 	CPU CPUSampler
