@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/voiceotp/voiceotp/dispatch/internal/admit"
+	"github.com/voiceotp/voiceotp/dispatch/internal/cpugate"
 )
 
 // CPUSampler measures the load that [Config.MaxCPU] is compared with: 0 is idle, 1 is every core
@@ -78,7 +78,7 @@ type ProcessCPU struct {
 // The window and step of NewProcessCPU and NewSystemCPU.
 const (
 	cpuWindow = time.Second
-	cpuStep   = admit.Recheck
+	cpuStep   = cpugate.Recheck
 )
 
 var (

@@ -201,9 +201,10 @@ func TestSystemCPUMeasuresTheMachine(t *testing.T) {
 		wg.Wait()
 	}()
 
-	time.Sleep(window + 2*step)
+	waitFullWindow(t, &p.mu, &p.win, time.Now())
 	before := p.CPULoad()
 
+	spinning := time.Now()
 	var stop atomic.Bool
 	var spinners sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
@@ -213,7 +214,7 @@ func TestSystemCPUMeasuresTheMachine(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(window + 2*step)
+	waitFullWindow(t, &p.mu, &p.win, spinning)
 	busy := p.CPULoad()
 	stop.Store(true)
 	spinners.Wait()
@@ -252,8 +253,8 @@ func TestQueueBuildsItsCPUSampler(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newFakeClock(recheck)
-			m := newMemory(newFakeCaller(clk, nil), newRecorder(nil), tt.cfg, clk)
-			if got := reflect.TypeOf(m.ownCPU); got != tt.want {
+			m := newHarness(newFakeCaller(clk, nil), newRecorder(nil), tt.cfg, clk)
+			if got := reflect.TypeOf(m.r.ownCPU); got != tt.want {
 				t.Errorf("own sampler %v, want %v", got, tt.want)
 			}
 		})
@@ -264,6 +265,6 @@ func TestQueueBuildsItsCPUSampler(t *testing.T) {
 				t.Errorf("recovered %v, want a panic naming the source", r)
 			}
 		}()
-		NewMemory(newFakeCaller(newFakeClock(recheck), nil), newRecorder(nil), Config{MaxCPU: 0.9, CPUSource: "machine"})
+		NewMemory(Config{MaxCPU: 0.9, CPUSource: "machine"})
 	})
 }

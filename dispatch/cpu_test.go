@@ -41,7 +41,7 @@ func TestCPUThreshold(t *testing.T) {
 			clk := newFakeClock(recheck)
 			c := newFakeCaller(clk, nil)
 			rec := newRecorder(nil)
-			m := newMemory(c, rec, Config{CPS: 1e6, MaxCPU: tt.max, CPU: newFakeCPU(tt.load)}, clk)
+			m := newHarness(c, rec, Config{CPS: 1e6, MaxCPU: tt.max, CPU: newFakeCPU(tt.load)}, clk)
 			mustEnqueue(t, m, job(0))
 			cancel, wait := startRun(t, m)
 
@@ -107,7 +107,7 @@ func TestCPUHoldThenResume(t *testing.T) {
 			rec := newRecorder(nil)
 			cpu := newFakeCPU(tt.high)
 			// One slot, so that job 1 is dialled after job 0 has ended.
-			m := newMemory(c, rec, Config{MaxConcurrent: 1, CPS: 1e6, MaxCPU: tt.max, CPU: cpu}, clk)
+			m := newHarness(c, rec, Config{MaxConcurrent: 1, CPS: 1e6, MaxCPU: tt.max, CPU: cpu}, clk)
 			mustEnqueue(t, m, job(0), job(1))
 			_, _ = startRun(t, m)
 
@@ -153,7 +153,7 @@ func TestCPUHoldSparesCallsInProgress(t *testing.T) {
 	})
 	rec := newRecorder(nil)
 	cpu := newFakeCPU(0.1)
-	m := newMemory(c, rec, Config{CPS: 1e6, MaxCPU: 0.9, CPU: cpu}, clk)
+	m := newHarness(c, rec, Config{CPS: 1e6, MaxCPU: 0.9, CPU: cpu}, clk)
 	mustEnqueue(t, m, job(0))
 	_, _ = startRun(t, m)
 	<-c.started
@@ -191,14 +191,14 @@ func TestCPUHoldKeepsExpiry(t *testing.T) {
 	const ttl = 100 * time.Millisecond // less than one recheck
 	clk := newFakeClock(recheck)
 	c := newFakeCaller(clk, nil)
-	rec := newRecorder(func(_ context.Context, j Job) (callflow.Request, error) {
+	rec := newRecorder(func(_ context.Context, j Job, _ context.CancelCauseFunc) (callflow.Request, error) {
 		if clk.Now().Sub(j.EnqueuedAt) > ttl {
 			return callflow.Request{}, fmt.Errorf("verification %s expired: %w", j.VerificationID, ErrSkip)
 		}
 		return callflow.Request{Number: j.To, Code: "123456"}, nil
 	})
 	cpu := newFakeCPU(0.95)
-	m := newMemory(c, rec, Config{CPS: 1e6, MaxCPU: 0.9, CPU: cpu}, clk)
+	m := newHarness(c, rec, Config{CPS: 1e6, MaxCPU: 0.9, CPU: cpu}, clk)
 	mustEnqueue(t, m, job(0))
 	_, _ = startRun(t, m)
 
@@ -285,9 +285,10 @@ func TestProcessCPUMeasuresThisProcess(t *testing.T) {
 		wg.Wait()
 	}()
 
-	time.Sleep(window + 2*step) // a window of (almost) nothing
+	waitFullWindow(t, &p.mu, &p.win, time.Now()) // a window of (almost) nothing
 	quiet := p.CPULoad()
 
+	spinning := time.Now()
 	var stop atomic.Bool
 	var spinners sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
@@ -297,7 +298,7 @@ func TestProcessCPUMeasuresThisProcess(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(window + 2*step) // a window of spinning
+	waitFullWindow(t, &p.mu, &p.win, spinning) // a window of spinning
 	busy := p.CPULoad()
 	stop.Store(true)
 	spinners.Wait()
@@ -310,5 +311,27 @@ func TestProcessCPUMeasuresThisProcess(t *testing.T) {
 	}
 	if busy <= quiet {
 		t.Errorf("busy load %v is not above the quiet load %v", busy, quiet)
+	}
+}
+
+// waitFullWindow waits until the load of a sampler measures only time after since: the base of its
+// window (the oldest sample kept) was taken at or after since, a full window before its newest sample.
+// Real time must pass for that, a window's worth, as the samplers read the real CPU counters; the wait
+// is for the samples, however slowly they come.
+func waitFullWindow[T any](t *testing.T, mu *sync.Mutex, w *slidingWindow[T], since time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(w.samples)
+		full := n >= 2 && !w.samples[0].at.Before(since) && w.samples[n-1].at.Sub(w.samples[0].at) >= w.window
+		mu.Unlock()
+		if full {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sampler did not fill a window")
+		}
+		time.Sleep(5 * time.Millisecond) // the poll's pace
 	}
 }

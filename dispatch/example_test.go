@@ -18,10 +18,10 @@ func (phone) Run(_ context.Context, req callflow.Request, onEvent func(callflow.
 	return &callflow.Result{Outcome: callflow.Delivered, Number: req.Number, SIPStatus: 200}
 }
 
-// verifications stands in for the api: VE2 expired while its job waited.
+// verifications stands in for the Handler: VE2 expired while its job waited.
 type verifications struct{ reported chan string }
 
-func (v verifications) Prepare(_ context.Context, j dispatch.Job) (callflow.Request, error) {
+func (v verifications) Prepare(_ context.Context, j dispatch.Job, _ context.CancelCauseFunc) (callflow.Request, error) {
 	if j.VerificationID == "VE2" {
 		return callflow.Request{}, fmt.Errorf("verification %s expired: %w", j.VerificationID, dispatch.ErrSkip)
 	}
@@ -42,10 +42,10 @@ func (v verifications) Skipped(j dispatch.Job, err error) {
 
 func ExampleMemory() {
 	h := verifications{reported: make(chan string)}
-	q := dispatch.NewMemory(phone{}, h, dispatch.Config{MaxConcurrent: 1, CPS: 1000})
+	q := dispatch.NewMemory(dispatch.Config{MaxConcurrent: 1, CPS: 1000})
 	ctx, stop := context.WithCancel(context.Background())
 	stopped := make(chan error)
-	go func() { stopped <- q.Run(ctx) }()
+	go func() { stopped <- q.Run(ctx, phone{}, h) }()
 
 	_ = q.Enqueue(ctx, dispatch.Job{VerificationID: "VE1", CallID: "CA1", To: "+15551230001", Attempt: 1})
 	_ = q.Enqueue(ctx, dispatch.Job{VerificationID: "VE2", CallID: "CA2", To: "+15551230002", Attempt: 1})
@@ -79,10 +79,10 @@ func (b *busyThenIdle) CPULoad() float64 {
 // has dropped (here at the next look, 250 ms later).
 func ExampleConfig_maxCPU() {
 	h := verifications{reported: make(chan string)}
-	q := dispatch.NewMemory(phone{}, h, dispatch.Config{MaxCPU: 0.9, CPU: &busyThenIdle{}})
+	q := dispatch.NewMemory(dispatch.Config{MaxCPU: 0.9, CPU: &busyThenIdle{}})
 	ctx, stop := context.WithCancel(context.Background())
 	stopped := make(chan error)
-	go func() { stopped <- q.Run(ctx) }()
+	go func() { stopped <- q.Run(ctx, phone{}, h) }()
 
 	_ = q.Enqueue(ctx, dispatch.Job{VerificationID: "VE1", CallID: "CA1", To: "+15551230001", Attempt: 1})
 	fmt.Println(<-h.reported)

@@ -89,8 +89,9 @@ type fakeCaller struct {
 	cur, max atomic.Int64
 	started  chan string // receives req.Number as each call starts; buffered
 
-	mu    sync.Mutex // guards dials
+	mu    sync.Mutex // guards dials and ctxs
 	dials []dialRecord
+	ctxs  map[string]context.Context // each call's context, by number
 }
 
 type dialRecord struct {
@@ -102,7 +103,7 @@ func newFakeCaller(clk *fakeClock, behave func(context.Context, callflow.Request
 	if behave == nil {
 		behave = func(context.Context, callflow.Request) callflow.Outcome { return callflow.Delivered }
 	}
-	return &fakeCaller{clock: clk, behave: behave, started: make(chan string, 2000)}
+	return &fakeCaller{clock: clk, behave: behave, started: make(chan string, 2000), ctxs: map[string]context.Context{}}
 }
 
 func (f *fakeCaller) Run(ctx context.Context, req callflow.Request, onEvent func(callflow.Event)) *callflow.Result {
@@ -116,6 +117,7 @@ func (f *fakeCaller) Run(ctx context.Context, req callflow.Request, onEvent func
 	}
 	f.mu.Lock()
 	f.dials = append(f.dials, dialRecord{number: req.Number, at: f.clock.Now()})
+	f.ctxs[req.Number] = ctx
 	f.mu.Unlock()
 	f.started <- req.Number
 
@@ -123,6 +125,13 @@ func (f *fakeCaller) Run(ctx context.Context, req callflow.Request, onEvent func
 	out := f.behave(ctx, req)
 	onEvent(callflow.Event{Type: callflow.EventHangup})
 	return &callflow.Result{Outcome: out, Number: req.Number}
+}
+
+// ctx returns the context the call to number was placed with, once it started.
+func (f *fakeCaller) ctx(number string) context.Context {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ctxs[number]
 }
 
 func (f *fakeCaller) dialled() []dialRecord {
@@ -135,7 +144,7 @@ func (f *fakeCaller) dialled() []dialRecord {
 // order contract as it goes.
 type recorder struct {
 	// prepare decides Prepare's answer; nil means dial j.To.
-	prepare func(ctx context.Context, j Job) (callflow.Request, error)
+	prepare func(ctx context.Context, j Job, stop context.CancelCauseFunc) (callflow.Request, error)
 	done    chan string // receives j.CallID on each Finish or Skipped
 
 	mu         sync.Mutex // guards the fields below
@@ -146,7 +155,7 @@ type recorder struct {
 	violations []string
 }
 
-func newRecorder(prepare func(context.Context, Job) (callflow.Request, error)) *recorder {
+func newRecorder(prepare func(context.Context, Job, context.CancelCauseFunc) (callflow.Request, error)) *recorder {
 	return &recorder{
 		prepare:  prepare,
 		done:     make(chan string, 2000),
@@ -157,12 +166,12 @@ func newRecorder(prepare func(context.Context, Job) (callflow.Request, error)) *
 	}
 }
 
-func (r *recorder) Prepare(ctx context.Context, j Job) (callflow.Request, error) {
+func (r *recorder) Prepare(ctx context.Context, j Job, stop context.CancelCauseFunc) (callflow.Request, error) {
 	r.mu.Lock()
 	r.prepared[j.CallID]++
 	r.mu.Unlock()
 	if r.prepare != nil {
-		return r.prepare(ctx, j)
+		return r.prepare(ctx, j, stop)
 	}
 	return callflow.Request{Number: j.To, Code: "123456"}, nil
 }
@@ -231,13 +240,27 @@ func job(i int) Job {
 	}
 }
 
+// harness is a Memory with the Caller and Handler its Run is given.
+type harness struct {
+	*Memory
+	c Caller
+	h Handler
+}
+
+func newHarness(c Caller, h Handler, cfg Config, clk *fakeClock) *harness {
+	return &harness{Memory: newMemory(cfg, clk), c: c, h: h}
+}
+
+// run is Run with the harness's Caller and Handler.
+func (m *harness) run(ctx context.Context) error { return m.Run(ctx, m.c, m.h) }
+
 // startRun runs m in the background; the returned function cancels it and
 // waits for Run to return.
-func startRun(t *testing.T, m *Memory) (cancel context.CancelFunc, wait func() error) {
+func startRun(t *testing.T, m *harness) (cancel context.CancelFunc, wait func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- m.Run(ctx) }()
+	go func() { errc <- m.run(ctx) }()
 	var once sync.Once
 	var err error
 	wait = func() error {
@@ -257,7 +280,7 @@ func startRun(t *testing.T, m *Memory) (cancel context.CancelFunc, wait func() e
 	return cancel, wait
 }
 
-func mustEnqueue(t *testing.T, m *Memory, jobs ...Job) {
+func mustEnqueue(t *testing.T, m *harness, jobs ...Job) {
 	t.Helper()
 	for _, j := range jobs {
 		if err := m.Enqueue(context.Background(), j); err != nil {

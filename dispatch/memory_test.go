@@ -18,21 +18,21 @@ func TestConfigDefaults(t *testing.T) {
 		in   Config
 		want Config
 	}{
-		{"zero", Config{}, Config{MaxConcurrent: 100, CPS: 10, QueueSize: 10000, DrainTimeout: 2 * time.Minute}},
+		{"zero", Config{}, Config{MaxConcurrent: 100, CPS: 10, RateKey: "calls", QueueSize: 10000, DrainTimeout: 2 * time.Minute}},
 		{"negative", Config{MaxConcurrent: -1, CPS: -3, QueueSize: -5, DrainTimeout: -time.Second},
-			Config{MaxConcurrent: 100, CPS: 10, QueueSize: 10000, DrainTimeout: 2 * time.Minute}},
-		{"set", Config{MaxConcurrent: 7, CPS: 0.5, QueueSize: 3, DrainTimeout: time.Second, MaxCPU: 0.8},
-			Config{MaxConcurrent: 7, CPS: 0.5, QueueSize: 3, DrainTimeout: time.Second, MaxCPU: 0.8}},
+			Config{MaxConcurrent: 100, CPS: 10, RateKey: "calls", QueueSize: 10000, DrainTimeout: 2 * time.Minute}},
+		{"set", Config{MaxConcurrent: 7, CPS: 0.5, RateKey: "k", QueueSize: 3, DrainTimeout: time.Second, MaxCPU: 0.8},
+			Config{MaxConcurrent: 7, CPS: 0.5, RateKey: "k", QueueSize: 3, DrainTimeout: time.Second, MaxCPU: 0.8}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := tt.in.withDefaults()
+			got := tt.in.WithDefaults()
 			if got.Logger == nil {
 				t.Error("Logger is nil")
 			}
 			got.Logger = nil
 			if got != tt.want {
-				t.Errorf("withDefaults() = %+v, want %+v", got, tt.want)
+				t.Errorf("WithDefaults() = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
@@ -57,14 +57,14 @@ func TestEnqueue(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newFakeClock(0)
-			m := newMemory(newFakeCaller(clk, nil), newRecorder(nil), Config{QueueSize: tt.size}, clk)
+			m := newHarness(newFakeCaller(clk, nil), newRecorder(nil), Config{QueueSize: tt.size}, clk)
 			for i := range tt.before {
 				mustEnqueue(t, m, job(i))
 			}
 			if tt.closed {
 				ctx, stop := context.WithCancel(context.Background())
 				stop()
-				if err := m.Run(ctx); err != nil {
+				if err := m.run(ctx); err != nil {
 					t.Fatalf("Run: %v", err)
 				}
 			}
@@ -91,7 +91,7 @@ func TestEnqueue(t *testing.T) {
 
 func TestEnqueueStampsTime(t *testing.T) {
 	clk := newFakeClock(0)
-	m := newMemory(newFakeCaller(clk, nil), newRecorder(nil), Config{}, clk)
+	m := newHarness(newFakeCaller(clk, nil), newRecorder(nil), Config{}, clk)
 	mustEnqueue(t, m, job(1))
 	fixed := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	j := job(2)
@@ -107,13 +107,13 @@ func TestEnqueueStampsTime(t *testing.T) {
 
 func TestRunTwice(t *testing.T) {
 	clk := newFakeClock(0)
-	m := newMemory(newFakeCaller(clk, nil), newRecorder(nil), Config{}, clk)
+	m := newHarness(newFakeCaller(clk, nil), newRecorder(nil), Config{}, clk)
 	ctx, stop := context.WithCancel(context.Background())
 	stop()
-	if err := m.Run(ctx); err != nil {
+	if err := m.run(ctx); err != nil {
 		t.Fatalf("first Run = %v", err)
 	}
-	if err := m.Run(ctx); err == nil {
+	if err := m.run(ctx); err == nil {
 		t.Error("second Run returned nil")
 	}
 }
@@ -147,7 +147,7 @@ func TestConcurrencyLimit(t *testing.T) {
 				return callflow.Delivered
 			})
 			rec := newRecorder(nil)
-			m := newMemory(c, rec, Config{MaxConcurrent: tt.limit, CPS: 1e6}, clk)
+			m := newHarness(c, rec, Config{MaxConcurrent: tt.limit, CPS: 1e6}, clk)
 			for i := range tt.jobs {
 				mustEnqueue(t, m, job(i))
 			}
@@ -200,8 +200,8 @@ func TestCallsPerSecond(t *testing.T) {
 			clk := newFakeClock(0)
 			c := newFakeCaller(clk, nil)
 			rec := newRecorder(nil)
-			m := newMemory(c, rec, Config{MaxConcurrent: 1, CPS: tt.cps}, clk)
-			interval := time.Duration(float64(time.Second) / m.cfg.CPS)
+			m := newHarness(c, rec, Config{MaxConcurrent: 1, CPS: tt.cps}, clk)
+			interval := time.Duration(float64(time.Second) / m.r.cfg.CPS)
 			for i := range tt.jobs {
 				mustEnqueue(t, m, job(i))
 			}
@@ -236,7 +236,7 @@ func TestCallsPerSecondAfterIdle(t *testing.T) {
 	clk := newFakeClock(0)
 	c := newFakeCaller(clk, nil)
 	rec := newRecorder(nil)
-	m := newMemory(c, rec, Config{MaxConcurrent: 1, CPS: 5}, clk)
+	m := newHarness(c, rec, Config{MaxConcurrent: 1, CPS: 5}, clk)
 	_, _ = startRun(t, m)
 
 	mustEnqueue(t, m, job(0))
@@ -271,10 +271,10 @@ func TestSkip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newFakeClock(0)
 			c := newFakeCaller(clk, nil)
-			rec := newRecorder(func(context.Context, Job) (callflow.Request, error) {
+			rec := newRecorder(func(context.Context, Job, context.CancelCauseFunc) (callflow.Request, error) {
 				return callflow.Request{}, tt.err
 			})
-			m := newMemory(c, rec, Config{}, clk)
+			m := newHarness(c, rec, Config{}, clk)
 			mustEnqueue(t, m, job(1))
 			_, _ = startRun(t, m)
 			rec.waitDone(t, 1)
@@ -327,7 +327,7 @@ func TestShutdownDrain(t *testing.T) {
 				}
 			})
 			rec := newRecorder(nil)
-			m := newMemory(c, rec, Config{MaxConcurrent: 2, CPS: 1000, DrainTimeout: drain}, clk)
+			m := newHarness(c, rec, Config{MaxConcurrent: 2, CPS: 1000, DrainTimeout: drain}, clk)
 			mustEnqueue(t, m, job(0), job(1), job(2), job(3), job(4))
 			cancel, wait := startRun(t, m)
 			<-c.started
@@ -392,12 +392,12 @@ func TestShutdownBeforeDial(t *testing.T) {
 		name string
 		// setup returns the handler's prepare and the clock; blocked is closed
 		// once job 1 is stuck where the test wants it.
-		setup   func(blocked chan struct{}) (func(context.Context, Job) (callflow.Request, error), *fakeClock, float64)
+		setup   func(blocked chan struct{}) (func(context.Context, Job, context.CancelCauseFunc) (callflow.Request, error), *fakeClock, float64)
 		wantErr []error
 	}{
 		{
 			name: "waiting for a token",
-			setup: func(blocked chan struct{}) (func(context.Context, Job) (callflow.Request, error), *fakeClock, float64) {
+			setup: func(blocked chan struct{}) (func(context.Context, Job, context.CancelCauseFunc) (callflow.Request, error), *fakeClock, float64) {
 				clk := newFakeClock(time.Minute)
 				go func() { <-clk.held; close(blocked) }()
 				return nil, clk, 0.001 // the second token is 1000s away
@@ -406,8 +406,8 @@ func TestShutdownBeforeDial(t *testing.T) {
 		},
 		{
 			name: "in Prepare, which ignores ctx",
-			setup: func(blocked chan struct{}) (func(context.Context, Job) (callflow.Request, error), *fakeClock, float64) {
-				return func(ctx context.Context, j Job) (callflow.Request, error) {
+			setup: func(blocked chan struct{}) (func(context.Context, Job, context.CancelCauseFunc) (callflow.Request, error), *fakeClock, float64) {
+				return func(ctx context.Context, j Job, _ context.CancelCauseFunc) (callflow.Request, error) {
 					if j.CallID == job(1).CallID {
 						close(blocked)
 						<-ctx.Done()
@@ -419,8 +419,8 @@ func TestShutdownBeforeDial(t *testing.T) {
 		},
 		{
 			name: "in Prepare, which returns ctx.Err",
-			setup: func(blocked chan struct{}) (func(context.Context, Job) (callflow.Request, error), *fakeClock, float64) {
-				return func(ctx context.Context, j Job) (callflow.Request, error) {
+			setup: func(blocked chan struct{}) (func(context.Context, Job, context.CancelCauseFunc) (callflow.Request, error), *fakeClock, float64) {
+				return func(ctx context.Context, j Job, _ context.CancelCauseFunc) (callflow.Request, error) {
 					if j.CallID == job(1).CallID {
 						close(blocked)
 						<-ctx.Done()
@@ -433,8 +433,8 @@ func TestShutdownBeforeDial(t *testing.T) {
 		},
 		{
 			name: "in Prepare, which says skip",
-			setup: func(blocked chan struct{}) (func(context.Context, Job) (callflow.Request, error), *fakeClock, float64) {
-				return func(ctx context.Context, j Job) (callflow.Request, error) {
+			setup: func(blocked chan struct{}) (func(context.Context, Job, context.CancelCauseFunc) (callflow.Request, error), *fakeClock, float64) {
+				return func(ctx context.Context, j Job, _ context.CancelCauseFunc) (callflow.Request, error) {
 					if j.CallID == job(1).CallID {
 						close(blocked)
 						<-ctx.Done()
@@ -452,7 +452,7 @@ func TestShutdownBeforeDial(t *testing.T) {
 			prepare, clk, cps := tt.setup(blocked)
 			c := newFakeCaller(clk, nil)
 			rec := newRecorder(prepare)
-			m := newMemory(c, rec, Config{CPS: cps}, clk)
+			m := newHarness(c, rec, Config{CPS: cps}, clk)
 			mustEnqueue(t, m, job(0), job(1))
 			cancel, wait := startRun(t, m)
 			rec.waitDone(t, 1) // job 0 dialled and finished
@@ -529,13 +529,13 @@ func TestEveryJobReportedOnce(t *testing.T) {
 				}
 				return outcome[req.Number]
 			})
-			rec := newRecorder(func(_ context.Context, j Job) (callflow.Request, error) {
+			rec := newRecorder(func(_ context.Context, j Job, _ context.CancelCauseFunc) (callflow.Request, error) {
 				if err := prepErr[j.CallID]; err != nil {
 					return callflow.Request{}, err
 				}
 				return callflow.Request{Number: j.To, Code: "123456"}, nil
 			})
-			m := newMemory(c, rec, Config{MaxConcurrent: 16, CPS: 1e6, QueueSize: jobs, DrainTimeout: time.Hour}, clk)
+			m := newHarness(c, rec, Config{MaxConcurrent: 16, CPS: 1e6, QueueSize: jobs, DrainTimeout: time.Hour}, clk)
 			for i := range jobs {
 				mustEnqueue(t, m, job(i))
 			}
@@ -599,23 +599,35 @@ func TestEveryJobReportedOnce(t *testing.T) {
 	}
 }
 
-func TestNewMemoryNeedsCallerAndHandler(t *testing.T) {
+// TestRunNeedsCallerAndHandler checks that Run without a Caller or a
+// Handler returns an error at once, neither panicking nor running, and
+// that the queue can still run once given both.
+func TestRunNeedsCallerAndHandler(t *testing.T) {
+	clk := newFakeClock(0)
 	tests := []struct {
 		name string
 		c    Caller
 		h    Handler
 	}{
 		{"no caller", nil, newRecorder(nil)},
-		{"no handler", newFakeCaller(newFakeClock(0), nil), nil},
+		{"no handler", newFakeCaller(clk, nil), nil},
+		{"neither", nil, nil},
 	}
+	m := newHarness(newFakeCaller(clk, nil), newRecorder(nil), Config{}, clk)
+	mustEnqueue(t, m, job(0))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defer func() {
-				if recover() == nil {
-					t.Error("NewMemory did not panic")
-				}
-			}()
-			NewMemory(tt.c, tt.h, Config{})
+			if err := m.Run(context.Background(), tt.c, tt.h); err == nil {
+				t.Fatal("Run returned nil")
+			}
+			if st := m.Stats(); st.Queued != 1 || st.Dialled+st.Skipped != 0 {
+				t.Errorf("Stats = %+v, want the job still queued", st)
+			}
 		})
+	}
+	_, _ = startRun(t, m)
+	m.h.(*recorder).waitDone(t, 1)
+	if st := m.Stats(); st.Dialled != 1 {
+		t.Errorf("Stats = %+v, want the job dialled by the Run with both", st)
 	}
 }

@@ -49,14 +49,14 @@ type Trunks struct {
 	running atomic.Bool
 
 	// shared, if set, is a calls-per-second budget shared with other
-	// nodes (store/redis.Limits); each trunk with MaxCPS has its own key.
+	// nodes (store/redis.Counters); each trunk with MaxCPS has its own key.
 	shared SharedBudget
 
 	mu sync.Mutex // guards the state fields of every trunk
 }
 
 // SharedBudget is a token bucket shared by every node of a deployment, so
-// a trunk's MaxCPS holds for all of them together; *store/redis.Limits
+// a trunk's MaxCPS holds for all of them together; *store/redis.Counters
 // implements it. ok false means no token now, and wait says when one will be.
 type SharedBudget interface {
 	TakeToken(ctx context.Context, key string, rate float64, burst int) (ok bool, wait time.Duration, err error)

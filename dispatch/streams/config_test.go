@@ -9,12 +9,11 @@ import (
 
 func TestConfigDefaults(t *testing.T) {
 	def := Config{
-		Config:   dispatch.Config{MaxConcurrent: 100, CPS: 10, QueueSize: 10000, DrainTimeout: 2 * time.Minute},
+		Config:   dispatch.Config{MaxConcurrent: 100, CPS: 10, RateKey: "calls", QueueSize: 10000, DrainTimeout: 2 * time.Minute},
 		Stream:   "ivr:{calls}",
 		Group:    "ivr",
 		Consumer: "n1",
 		Lease:    30 * time.Second, MaxDeliveries: 5, BlockTime: 2 * time.Second,
-		CPSKey: "ivr:{calls}:cps",
 	}
 	tests := []struct {
 		name string
@@ -24,9 +23,9 @@ func TestConfigDefaults(t *testing.T) {
 		{"Zero", Config{Consumer: "n1"}, def},
 		{"Negative", Config{Consumer: "n1", Lease: -1, MaxDeliveries: -1, BlockTime: -1,
 			Config: dispatch.Config{MaxConcurrent: -1, CPS: -1, QueueSize: -1, DrainTimeout: -1}}, def},
-		{"StreamNamesTheOtherKeys", Config{Consumer: "n1", Stream: "x:{q}"}, func() Config {
+		{"Stream", Config{Consumer: "n1", Stream: "x:{q}"}, func() Config {
 			c := def
-			c.Stream, c.CPSKey = "x:{q}", "x:{q}:cps"
+			c.Stream = "x:{q}"
 			return c
 		}()},
 		{"BlockTimeAtMostHalfTheLease", Config{Consumer: "n1", Lease: time.Second, BlockTime: 5 * time.Second}, func() Config {
@@ -34,10 +33,10 @@ func TestConfigDefaults(t *testing.T) {
 			c.Lease, c.BlockTime = time.Second, 500*time.Millisecond
 			return c
 		}()},
-		{"Set", Config{Consumer: "n1", Stream: "s", Group: "g", Lease: time.Minute, MaxDeliveries: 2, BlockTime: time.Second, CPSKey: "k",
-			Config: dispatch.Config{MaxConcurrent: 7, CPS: 0.5, QueueSize: 3, DrainTimeout: time.Second}},
-			Config{Consumer: "n1", Stream: "s", Group: "g", Lease: time.Minute, MaxDeliveries: 2, BlockTime: time.Second, CPSKey: "k",
-				Config: dispatch.Config{MaxConcurrent: 7, CPS: 0.5, QueueSize: 3, DrainTimeout: time.Second}}},
+		{"Set", Config{Consumer: "n1", Stream: "s", Group: "g", Lease: time.Minute, MaxDeliveries: 2, BlockTime: time.Second,
+			Config: dispatch.Config{MaxConcurrent: 7, CPS: 0.5, RateKey: "k", QueueSize: 3, DrainTimeout: time.Second}},
+			Config{Consumer: "n1", Stream: "s", Group: "g", Lease: time.Minute, MaxDeliveries: 2, BlockTime: time.Second,
+				Config: dispatch.Config{MaxConcurrent: 7, CPS: 0.5, RateKey: "k", QueueSize: 3, DrainTimeout: time.Second}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,14 +22,15 @@ func ExampleNew() {
 	host, _ := os.Hostname()
 	var (
 		caller  dispatch.Caller  // a *callflow.Runner
-		handler dispatch.Handler // the api server
+		handler dispatch.Handler // the verifications' handler
 	)
-	q := streams.New(client, caller, handler, streams.Config{
-		Config:   dispatch.Config{MaxConcurrent: 50, CPS: 20},
+	q := streams.New(client, streams.Config{
+		// Every node shares the calls-per-second budget through the same Redis.
+		Config:   dispatch.Config{MaxConcurrent: 50, CPS: 20, Rate: redis.NewCounters(client)},
 		Consumer: fmt.Sprintf("%s-%d", host, os.Getpid()),
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	go func() { _ = q.Run(ctx) }() // until SIGTERM: then stop() and wait for Run to return
+	go func() { _ = q.Run(ctx, caller, handler) }() // until SIGTERM: then stop() and wait for Run to return
 	_ = q.Enqueue(ctx, dispatch.Job{VerificationID: "VE1", CallID: "CA1", To: "+15551230001", Attempt: 1})
 }

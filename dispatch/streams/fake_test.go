@@ -3,7 +3,9 @@ package streams_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/dispatch/streams"
+	"github.com/voiceotp/voiceotp/store/redis"
 	"github.com/voiceotp/voiceotp/store/redis/redistest"
 )
 
@@ -104,7 +107,7 @@ func newRecorder(node string, c *claims) *recorder {
 	}
 }
 
-func (r *recorder) Prepare(ctx context.Context, j dispatch.Job) (callflow.Request, error) {
+func (r *recorder) Prepare(ctx context.Context, j dispatch.Job, _ context.CancelCauseFunc) (callflow.Request, error) {
 	r.mu.Lock()
 	r.prepared[j.CallID]++
 	r.mu.Unlock()
@@ -204,7 +207,8 @@ func job(i int) dispatch.Job {
 	}
 }
 
-// config is a fast configuration for tests: short lease and reads, a generous CPS.
+// config is a fast configuration for tests: short lease and reads, a generous CPS. Its Rate is set by
+// newNode, on the node's client.
 func config(consumer string) streams.Config {
 	return streams.Config{
 		Config:    dispatch.Config{MaxConcurrent: 10, CPS: 1000, DrainTimeout: 10 * time.Second},
@@ -216,12 +220,14 @@ func config(consumer string) streams.Config {
 
 // node is one queue with its own client, as on its own process.
 type node struct {
-	q      *streams.Queue
+	q      *streams.Durable
 	caller *fakeCaller
 	rec    *recorder
 	c      *goredis.Client
 }
 
+// newNode builds a node; a nil caller delivers every call at once, and a nil cfg.Rate is the Redis
+// store's Counters on the node's client.
 func newNode(t *testing.T, cfg streams.Config, caller *fakeCaller, cl *claims) *node {
 	t.Helper()
 	c := srv.Client(t)
@@ -229,15 +235,24 @@ func newNode(t *testing.T, cfg streams.Config, caller *fakeCaller, cl *claims) *
 	if caller == nil {
 		caller = newFakeCaller(nil)
 	}
-	return &node{q: streams.New(c, caller, rec, cfg), caller: caller, rec: rec, c: c}
+	if cfg.Rate == nil {
+		cfg.Rate = redis.NewCounters(c)
+	}
+	return &node{q: streams.New(c, cfg), caller: caller, rec: rec, c: c}
+}
+
+// start runs the node's queue with its caller and recorder; see start.
+func (n *node) start(t *testing.T) (stop func()) {
+	t.Helper()
+	return start(t, n.q, n.caller, n.rec)
 }
 
 // start runs q in the background; stop cancels it and waits for Run to return.
-func start(t *testing.T, q *streams.Queue) (stop func()) {
+func start(t *testing.T, q *streams.Durable, c dispatch.Caller, h dispatch.Handler) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- q.Run(ctx) }()
+	go func() { errc <- q.Run(ctx, c, h) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -256,7 +271,7 @@ func start(t *testing.T, q *streams.Queue) (stop func()) {
 	return stop
 }
 
-func mustEnqueue(t *testing.T, q *streams.Queue, jobs ...dispatch.Job) {
+func mustEnqueue(t *testing.T, q *streams.Durable, jobs ...dispatch.Job) {
 	t.Helper()
 	for _, j := range jobs {
 		if err := q.Enqueue(context.Background(), j); err != nil {
@@ -304,26 +319,29 @@ func takeAsDead(t *testing.T, c *goredis.Client, consumer string, n int) []strin
 	return ids
 }
 
+// waitFor polls cond until it holds. The deadline only turns a hang into a failure.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // the poll's pace, not a wait for anything
+	}
+}
+
 // waitAcked waits until the stream is empty and nothing is pending: the acknowledgement of a job
 // follows its Finish or Skipped report.
 func waitAcked(t *testing.T, c *goredis.Client) {
 	t.Helper()
-	ctx := context.Background()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		l, err := c.XLen(ctx, streams.DefaultStream).Result()
+	waitFor(t, "every job acknowledged", func() bool {
+		l, err := c.XLen(context.Background(), streams.DefaultStream).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := pending(t, c)
-		if l == 0 && len(p) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream length %d and %d entries pending, want none", l, len(p))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return l == 0 && len(pending(t, c)) == 0
+	})
 }
 
 // fakeCPU is a dispatch.CPUSampler whose load the test sets; asked receives (without blocking) on each
@@ -366,6 +384,61 @@ func (f *fakeCPU) waitAsked(t *testing.T, n int) {
 		case <-f.asked:
 		case <-deadline:
 			t.Fatalf("the dispatcher looked at the load %d times, want %d", i, n)
+		}
+	}
+}
+
+// logWatch is a slog.Handler that lets a test wait for a log line, by its message: the queue says so
+// when it meets something the test caused (an outage), and no test has to guess how long that takes.
+type logWatch struct {
+	mu   sync.Mutex // guards msgs
+	msgs []string
+	news chan struct{} // receives (without blocking) after each record
+}
+
+func newLogWatch() *logWatch { return &logWatch{news: make(chan struct{}, 1)} }
+
+func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler       { return w }
+func (w *logWatch) WithGroup(string) slog.Handler            { return w }
+
+func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	w.msgs = append(w.msgs, r.Message)
+	w.mu.Unlock()
+	select {
+	case w.news <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// wait waits until one of msgs has been logged.
+func (w *logWatch) wait(t *testing.T, msgs ...string) {
+	t.Helper()
+	w.waitCount(t, 1, msgs...)
+}
+
+// waitCount waits until msgs have been logged n times in all.
+func (w *logWatch) waitCount(t *testing.T, n int, msgs ...string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		w.mu.Lock()
+		seen := 0
+		for _, m := range w.msgs {
+			if slices.Contains(msgs, m) {
+				seen++
+			}
+		}
+		w.mu.Unlock()
+		if seen >= n {
+			return
+		}
+		select {
+		case <-w.news:
+		case <-deadline:
+			t.Fatalf("%q logged fewer than %d times", msgs, n)
 		}
 	}
 }

@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/dispatch"
 )
 
@@ -27,59 +24,86 @@ type message struct {
 	deliveries int64
 }
 
-// Run dispatches jobs until ctx is done; see the package documentation for the life of a job and for
-// shutdown. For each job it waits, in this order, for a free call slot (at most MaxConcurrent jobs are
-// prepared or called at once on this node), while the CPU load is above MaxCPU (reading nothing), for a
-// job (a reclaimed one first), and for a token of the shared calls-per-second budget; then it calls
-// Handler.Prepare and, if that succeeds, Caller.Run on a goroutine of the job's own. If MaxCPU is set
-// and Config.CPU is nil, Run also runs the sampler Config.CPUSource names.
+// Run dispatches jobs, placing calls with c and reporting to h, until ctx is done; see the package
+// documentation for the life of a job and for shutdown, and dispatch.Runner for the order of the waits.
+// This node reads a job (a reclaimed one first) only once it has a free call slot and its CPU load lets
+// it, so that a busy node leaves the jobs to the others.
 //
-// Prepare and the call get contexts that are not ctx: they are cancelled only when DrainTimeout has passed
-// after ctx is done, so a Prepare that has started completes its claim, and a call hangs up then. Run
-// notices ctx within BlockTime (a blocked read is not interrupted), hands back the job it was holding
-// for a token, waits for the calls in progress (cancelling them after DrainTimeout), makes a last attempt
-// to acknowledge what it could not, and returns nil. It returns an error only if called twice.
+// Prepare and the call get contexts that are not ctx (dispatch.DialPrepared): they are cancelled only
+// when DrainTimeout has passed after ctx is done, or by the Handler's stop, so a Prepare that has started
+// completes its claim, and a call hangs up then. Run notices ctx within BlockTime (a blocked read is not
+// interrupted), hands back the job it was holding for a token, waits for the calls in progress
+// (cancelling them after DrainTimeout), makes a last attempt to acknowledge what it could not, and
+// returns nil. It returns an error at once, without running, if c or h is nil or if it was called
+// before.
 //
 // If Redis is unreachable Run keeps trying, logging each failure, and resumes by itself when Redis is
 // back; jobs it was holding stay pending, and a node that cannot renew its leases for Lease loses them
 // to the other nodes (whose Prepare then sees any dial already claimed).
-func (q *Queue) Run(ctx context.Context) error {
-	if !q.running.CompareAndSwap(false, true) {
-		return errors.New("streams: Run called twice")
+func (q *Durable) Run(ctx context.Context, c dispatch.Caller, h dispatch.Handler) error {
+	src := &source{q: q, rd: reader{q: q, cursor: "0-0"}}
+	if err := q.r.Run(ctx, c, h, src); err != nil {
+		return err
 	}
-	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelCalls()
-	maintCtx, stopMaint := context.WithCancel(context.WithoutCancel(ctx))
-	maintDone := make(chan struct{})
-	go func() {
-		defer close(maintDone)
-		q.maintain(maintCtx)
-	}()
-	if q.ownCPU != nil {
-		cpuDone := make(chan struct{})
-		go func() {
-			defer close(cpuDone)
-			q.ownCPU.Run(maintCtx)
-		}()
-		defer func() { <-cpuDone }()
-	}
-
-	var wg sync.WaitGroup
-	if q.ensureGroup(ctx) {
-		q.dispatch(ctx, callCtx, &wg)
-	}
-	q.drain(&wg, cancelCalls)
-
-	stopMaint()
-	<-maintDone
 	q.flushAcks()
 	return nil
 }
 
+// source is a Durable's dispatch.Source: the consumer group, for the time of one Run.
+type source struct {
+	q       *Durable
+	rd      reader
+	grouped bool // the consumer group is known to exist
+}
+
+// Take holds for CPU before it reads, so that a busy node reads nothing, then reads one entry (a
+// reclaimed one first). Entries that are not valid jobs, or were delivered too often, are dead-lettered
+// on the way.
+func (s *source) Take(ctx context.Context, hold func(context.Context) error) (dispatch.Delivery, bool) {
+	q := s.q
+	if !s.grouped {
+		if !q.ensureGroup(ctx) {
+			return dispatch.Delivery{}, false
+		}
+		s.grouped = true
+	}
+	for {
+		if hold(ctx) != nil {
+			return dispatch.Delivery{}, false
+		}
+		m, ok := s.rd.next(ctx)
+		if !ok {
+			return dispatch.Delivery{}, false
+		}
+		var j dispatch.Job
+		if err := json.Unmarshal([]byte(m.raw), &j); err != nil || m.raw == "" {
+			q.deadLetter(m, nil, "not a job")
+			continue
+		}
+		if m.deliveries > int64(q.cfg.MaxDeliveries) {
+			q.deadLetter(m, &j, "too many deliveries")
+			continue
+		}
+		return dispatch.Delivery{
+			Job:       j,
+			Unstarted: func() { q.handBack(m) },
+			Defer:     func(d *dispatch.Deferred) { q.deferJob(m, j, d) },
+			Ended:     func() { q.ack(m.id) },
+		}, true
+	}
+}
+
+// Stopped leaves the jobs not read in the stream, for the other nodes.
+func (*source) Stopped() {}
+
+// Maintain renews the leases of the held entries, retries failed acknowledgements and samples the queue
+// length.
+func (s *source) Maintain(ctx context.Context) { s.q.maintain(ctx) }
+
 // ensureGroup creates the consumer group (and the stream) if missing, retrying until it succeeds
 // (true) or ctx is done (false). The group starts at the beginning of the stream, so jobs enqueued
 // before any node ran are taken.
-func (q *Queue) ensureGroup(ctx context.Context) bool {
+func (q *Durable) ensureGroup(ctx context.Context) bool {
 	for {
 		err := q.c.XGroupCreateMkStream(ctx, q.cfg.Stream, q.cfg.Group, "0").Err()
 		if err == nil || goredis.HasErrorPrefix(err, "BUSYGROUP") {
@@ -96,7 +120,7 @@ func (q *Queue) ensureGroup(ctx context.Context) bool {
 }
 
 // retryPause is how long the loop waits after a Redis error.
-func (q *Queue) retryPause() time.Duration {
+func (q *Durable) retryPause() time.Duration {
 	return min(max(q.cfg.BlockTime, 10*time.Millisecond), time.Second)
 }
 
@@ -112,62 +136,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// dispatch is Run's loop; it returns when ctx is done.
-func (q *Queue) dispatch(ctx, callCtx context.Context, wg *sync.WaitGroup) {
-	// A send takes a slot, a receive gives it back.
-	slots := make(chan struct{}, q.cfg.MaxConcurrent)
-	r := reader{q: q, cursor: "0-0"}
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		// Above MaxCPU the node reads nothing, so the other nodes take the jobs.
-		if err := q.cpu.Wait(ctx); err != nil {
-			<-slots
-			return
-		}
-		m, ok := r.next(ctx)
-		if !ok {
-			<-slots
-			if ctx.Err() != nil {
-				return
-			}
-			continue
-		}
-		var j dispatch.Job
-		if err := json.Unmarshal([]byte(m.raw), &j); err != nil || m.raw == "" {
-			q.deadLetter(m, nil, "not a job")
-			<-slots
-			continue
-		}
-		if m.deliveries > int64(q.cfg.MaxDeliveries) {
-			q.deadLetter(m, &j, "too many deliveries")
-			<-slots
-			continue
-		}
-		// As in dispatch.Memory the token is taken after the job, never while idle.
-		if err := q.waitToken(ctx); err != nil {
-			q.handBack(m)
-			<-slots
-			return
-		}
-		q.active.Add(1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			defer q.active.Add(-1)
-			q.call(callCtx, m, j)
-		}()
-	}
-}
-
 // reader takes the next entry for the loop: reclaimed ones first, when a reclaim is due, then new ones.
 // It is used by the Run goroutine only.
 type reader struct {
-	q         *Queue
+	q         *Durable
 	cursor    string    // XAUTOCLAIM's cursor; "0-0" starts a new pass
 	nextClaim time.Time // when the next reclaim pass is due; zero: now
 }
@@ -230,6 +202,7 @@ func (r *reader) reclaim(ctx context.Context) (m message, ok, more bool) {
 	if cursor == "0-0" || cursor == "" {
 		r.cursor, more = "0-0", false
 		r.nextClaim = time.Now().Add(q.cfg.Lease / 2)
+		q.log.Debug("streams: looked for lapsed leases")
 	}
 	if len(msgs) == 0 {
 		return message{}, false, more
@@ -255,7 +228,7 @@ func toMessage(x goredis.XMessage, deliveries int64) message {
 }
 
 // redisFailed logs a failed Redis call of the loop and pauses, recreating the group if it vanished.
-func (q *Queue) redisFailed(ctx context.Context, what string, err error) {
+func (q *Durable) redisFailed(ctx context.Context, what string, err error) {
 	if ctx.Err() != nil {
 		return
 	}
@@ -267,84 +240,21 @@ func (q *Queue) redisFailed(ctx context.Context, what string, err error) {
 	_ = sleep(ctx, q.retryPause())
 }
 
-func (q *Queue) hold(m message) {
+func (q *Durable) hold(m message) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.held[m.id] = &heldJob{deliveries: m.deliveries}
 }
 
-func (q *Queue) release(id string) {
+func (q *Durable) release(id string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.held, id)
 }
 
-// waitToken waits for a token of the shared budget; it returns ctx's error if ctx is done first. Redis
-// errors are logged and retried.
-func (q *Queue) waitToken(ctx context.Context) error {
-	for {
-		ok, wait, at, err := takeToken(ctx, q.c, q.cfg.CPSKey, q.cfg.CPS)
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case err != nil:
-			q.log.Warn("streams: taking a calls-per-second token", slog.String("error", err.Error()))
-			wait = q.retryPause()
-		case ok:
-			if q.onToken != nil {
-				q.onToken(at)
-			}
-			return nil
-		}
-		if err := sleep(ctx, wait); err != nil {
-			return err
-		}
-	}
-}
-
-// call prepares and places one job, then acknowledges it; it runs on the job's own goroutine.
-func (q *Queue) call(callCtx context.Context, m message, j dispatch.Job) {
-	req, err := q.h.Prepare(callCtx, j)
-	var d *dispatch.Deferred
-	switch {
-	case errors.As(err, &d):
-		q.deferJob(m, j, d)
-		return
-	case err != nil:
-		q.skip(j, err)
-		q.ack(m.id)
-		return
-	}
-	q.dialled.Add(1)
-	q.calling.Add(1)
-	res := q.caller.Run(callCtx, req, func(e callflow.Event) { q.h.Event(j, e) })
-	q.calling.Add(-1)
-	if res == nil {
-		res = &callflow.Result{
-			Outcome: callflow.Failed,
-			Number:  req.Number,
-			Error:   "streams: the caller returned no result",
-			Events:  []callflow.Event{},
-		}
-	}
-	q.h.Finish(j, res)
-	q.ack(m.id)
-}
-
-func (q *Queue) skip(j dispatch.Job, err error) {
-	q.skipped.Add(1)
-	level := slog.LevelDebug
-	if !errors.Is(err, dispatch.ErrSkip) {
-		level = slog.LevelWarn
-	}
-	attrs := append(j.LogAttrs(), slog.String("error", err.Error()))
-	q.log.LogAttrs(context.Background(), level, "streams: job not dialled", attrs...)
-	q.h.Skipped(j, err)
-}
-
 // ack acknowledges and deletes a finished entry. If Redis fails, the entry stays held, so its lease is
 // renewed and the acknowledgement retried by the heartbeat, rather than another node running it again.
-func (q *Queue) ack(id string) {
+func (q *Durable) ack(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
 	defer cancel()
 	if err := q.ackDel(ctx, id); err != nil {
@@ -359,7 +269,7 @@ func (q *Queue) ack(id string) {
 	q.release(id)
 }
 
-func (q *Queue) ackDel(ctx context.Context, id string) error {
+func (q *Durable) ackDel(ctx context.Context, id string) error {
 	_, err := q.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		p.XAck(ctx, q.cfg.Stream, q.cfg.Group, id)
 		p.XDel(ctx, q.cfg.Stream, id)
@@ -371,7 +281,7 @@ func (q *Queue) ackDel(ctx context.Context, id string) error {
 // deadLetter moves an entry to the dead-letter stream in one transaction (XADD there, XACK and XDEL
 // here) and reports its job, if it has one, Skipped with ErrDeadLetter. If Redis fails the entry is let
 // go, to be reclaimed and tried again.
-func (q *Queue) deadLetter(m message, j *dispatch.Job, reason string) {
+func (q *Durable) deadLetter(m message, j *dispatch.Job, reason string) {
 	defer q.release(m.id)
 	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
 	defer cancel()
@@ -398,8 +308,7 @@ func (q *Queue) deadLetter(m message, j *dispatch.Job, reason string) {
 	}
 	q.log.LogAttrs(ctx, slog.LevelWarn, "streams: job dead-lettered", attrs...)
 	if j != nil {
-		q.skipped.Add(1)
-		q.h.Skipped(*j, fmt.Errorf("%w: delivered %d times, at most %d allowed", ErrDeadLetter, m.deliveries, q.cfg.MaxDeliveries))
+		q.r.Skip(*j, fmt.Errorf("%w: delivered %d times, at most %d allowed", ErrDeadLetter, m.deliveries, q.cfg.MaxDeliveries))
 	}
 }
 
@@ -421,7 +330,7 @@ return 1
 // handBack returns an entry this node read but will not start: its idle time is set to Lease, so the
 // next reclaim by any node takes it at once, and its delivery count is put back to what it was before
 // this node's delivery. If that fails the entry is simply no longer renewed, and is reclaimed after Lease.
-func (q *Queue) handBack(m message) {
+func (q *Durable) handBack(m message) {
 	defer q.release(m.id)
 	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
 	defer cancel()
@@ -438,7 +347,7 @@ func (q *Queue) handBack(m message) {
 // d.Until has come, or after Lease if that is sooner than d.Until; the Prepare then decides again. Its
 // delivery count is put back, so a job deferred many times is never dead-lettered for it. If the hand
 // back fails the entry is simply no longer renewed, and is reclaimed after Lease.
-func (q *Queue) deferJob(m message, j dispatch.Job, d *dispatch.Deferred) {
+func (q *Durable) deferJob(m message, j dispatch.Job, d *dispatch.Deferred) {
 	defer q.release(m.id)
 	idle := q.cfg.Lease - time.Until(d.Until)
 	idle = min(max(idle, 0), q.cfg.Lease)
@@ -455,30 +364,9 @@ func (q *Queue) deferJob(m message, j dispatch.Job, d *dispatch.Deferred) {
 	q.log.LogAttrs(ctx, slog.LevelInfo, "streams: job deferred", attrs...)
 }
 
-// drain waits for the calls in progress, cancelling them after DrainTimeout.
-func (q *Queue) drain(wg *sync.WaitGroup, cancelCalls context.CancelFunc) {
-	idle := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(idle)
-	}()
-	t := time.NewTimer(q.cfg.DrainTimeout)
-	defer t.Stop()
-	canceled := int64(0)
-	select {
-	case <-idle:
-	case <-t.C:
-		canceled = q.calling.Load()
-		q.drainCanceled.Add(uint64(canceled))
-		cancelCalls()
-		<-idle
-	}
-	q.log.LogAttrs(context.Background(), slog.LevelInfo, "streams: stopped", slog.Int64("drain_canceled", canceled))
-}
-
 // maintain renews the leases of held entries, retries failed acknowledgements and samples the queue
 // length, every Lease/3 until ctx is done.
-func (q *Queue) maintain(ctx context.Context) {
+func (q *Durable) maintain(ctx context.Context) {
 	t := time.NewTicker(q.cfg.Lease / 3)
 	defer t.Stop()
 	for {
@@ -511,7 +399,7 @@ return lost
 `)
 
 // heartbeat renews the leases of the held entries and retries pending acknowledgements.
-func (q *Queue) heartbeat(ctx context.Context) {
+func (q *Durable) heartbeat(ctx context.Context) {
 	q.mu.Lock()
 	args := []any{q.cfg.Group, q.cfg.Consumer}
 	var acks []string
@@ -556,7 +444,7 @@ func (q *Queue) heartbeat(ctx context.Context) {
 }
 
 // flushAcks makes a last attempt at the acknowledgements that failed, at the end of Run.
-func (q *Queue) flushAcks() {
+func (q *Durable) flushAcks() {
 	q.mu.Lock()
 	var ids []string
 	for id, h := range q.held {
@@ -578,7 +466,7 @@ func (q *Queue) flushAcks() {
 }
 
 // sample sets the Queued gauge: entries in the stream minus those delivered and not yet acknowledged.
-func (q *Queue) sample(ctx context.Context) {
+func (q *Durable) sample(ctx context.Context) {
 	pipe := q.c.Pipeline()
 	n := pipe.XLen(ctx, q.cfg.Stream)
 	p := pipe.XPending(ctx, q.cfg.Stream, q.cfg.Group)
@@ -586,39 +474,4 @@ func (q *Queue) sample(ctx context.Context) {
 		return
 	}
 	q.queued.Store(max(0, n.Val()-p.Val().Count))
-}
-
-// takeGCRA is a calls-per-second budget kept as one timestamp, the theoretical arrival time of the next
-// call in µs of Redis's clock (the generic cell rate algorithm with a burst of 1, as dispatch.Memory's
-// limiter). It is this package's own rather than store/redis's Limits so that dispatch does not import
-// a store; the algorithm and the key's content are the same.
-//
-//	KEYS[1] the budget's key
-//	ARGV[1] the interval 1/CPS in µs
-//	returns {1, 0, now} when a token was taken, {0, µs to wait, now} when none is free
-var takeGCRA = goredis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-if tat > now then
-  return {0, math.ceil(tat - now), now}
-end
-tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-return {1, 0, now}
-`)
-
-// takeToken takes one token of the budget at key, refilled at cps per second with a burst of 1.
-func takeToken(ctx context.Context, c goredis.UniversalClient, key string, cps float64) (ok bool, wait time.Duration, at time.Time, err error) {
-	interval := strconv.FormatFloat(1e6/cps, 'f', 3, 64)
-	res, err := takeGCRA.Run(ctx, c, []string{key}, interval).Int64Slice()
-	if err != nil {
-		return false, 0, time.Time{}, err
-	}
-	if len(res) != 3 {
-		return false, 0, time.Time{}, errors.New("streams: unexpected reply from the token script")
-	}
-	return res[0] == 1, time.Duration(res[1]) * time.Microsecond, time.UnixMicro(res[2]), nil
 }

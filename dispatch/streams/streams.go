@@ -1,13 +1,18 @@
 // Package streams is the durable dispatch.Queue: call jobs in a Redis Stream, read through a consumer
 // group, so that several nodes share the work and the jobs a dead node had taken are reclaimed by the
-// others.
+// others. Its queue type is [Durable], named for what it adds to dispatch.Memory: jobs that outlive the
+// node that accepted them.
 //
 // It owns the stream, the consumer group and this node's consumer in it, the lease on each job a node
-// holds (kept alive by heartbeats), reclaiming jobs whose lease lapsed, the dead-letter stream, the
-// calls-per-second budget shared by all nodes, and the shutdown drain. It does not own what a call does
-// ([dispatch.Caller]) nor the verification a job belongs to ([dispatch.Handler]); like every queue it
-// never sees a code except in the Request it hands to the Caller, and never stores or logs one. It takes
-// a go-redis client and never closes it.
+// holds (kept alive by heartbeats), reclaiming jobs whose lease lapsed, acknowledging finished jobs, the
+// dead-letter stream, deferring and handing back jobs, and what shutdown does with jobs not read. It
+// schedules nothing itself: call slots, the CPU gate, the calls-per-second token, the prepare → call →
+// finish sequence, the drain and the counters are dispatch.Runner's, which a Durable is built on (as a
+// dispatch.Source). The calls-per-second budget is kept by the dispatch.RateLimiter in Config.Rate,
+// which all nodes must share (the Redis store's Counters). It does not own what a call does
+// ([dispatch.Caller]) nor the verification a job belongs to ([dispatch.Handler]); it never sees a code
+// except in the Request the Runner hands to the Caller, and never stores or logs one. It takes a go-redis
+// client and never closes it.
 //
 // # Keys
 //
@@ -15,25 +20,24 @@
 //
 //	ivr:{calls}        the stream; each entry has one field, job, the dispatch.Job as JSON
 //	ivr:{calls}:dead   the dead-letter stream: job, id (the original entry), deliveries, consumer
-//	ivr:{calls}:cps    the shared calls-per-second budget (a GCRA timestamp, by Redis's clock)
 //
 // An entry is deleted when it is acknowledged, so the stream's length is the number of jobs waiting or
-// being called in the whole deployment.
+// being called in the whole deployment. The calls-per-second budget is Config.Rate's, under
+// Config.RateKey.
 //
 // # The life of a job
 //
-// [Queue.Enqueue] adds an entry (XADD, in a script that refuses it when QueueSize entries exist). A node's
-// [Queue.Run] takes it (XREADGROUP with its own consumer name) once it has a free call slot and its CPU
-// load is at most MaxCPU (see below), waits for a token of the shared budget, calls
-// [dispatch.Handler.Prepare], and, if that succeeds, [dispatch.Caller.Run] on the job's own goroutine;
-// then [dispatch.Handler.Finish], then XACK and XDEL. A Prepare error (ErrSkip
-// or any other) is reported to [dispatch.Handler.Skipped] and the entry acknowledged: the queue never
-// retries a job by itself. A Prepare that returns a *dispatch.Deferred is the exception: the entry is
-// handed back unreported, its delivery count restored, to be reclaimed by any node once the deferral is
-// over (or after Lease, whichever is sooner), so a job waiting for something holds no call slot. While a
-// node holds a job, from the read to the acknowledgement, it renews the
-// job's lease every Lease/3 (XCLAIM of its own entry with JUSTID, which resets the idle time without
-// counting a delivery), so a long call is never taken over by another node.
+// [Durable.Enqueue] adds an entry (XADD, in a script that refuses it when QueueSize entries exist). A
+// node's [Durable.Run] takes it (XREADGROUP with its own consumer name) once it has a free call slot and
+// its CPU load is at most MaxCPU (see below), waits for a token of the shared budget, and prepares and
+// calls it as dispatch.Runner does; then, after [dispatch.Handler.Finish], XACK and XDEL. A Prepare error
+// (ErrSkip or any other) is reported to [dispatch.Handler.Skipped] and the entry acknowledged: the queue
+// never retries a job by itself. A Prepare that returns a *dispatch.Deferred is the exception: the entry
+// is handed back unreported, its delivery count restored, to be reclaimed by any node once the deferral
+// is over (or after Lease, whichever is sooner), so a job waiting for something holds no call slot.
+// While a node holds a job, from the read to the acknowledgement, it renews the job's lease every
+// Lease/3 (XCLAIM of its own entry with JUSTID, which resets the idle time without counting a delivery),
+// so a long call is never taken over by another node.
 //
 // A job is delivered again only when the node holding it stopped renewing it for Lease: it died, hung, or
 // lost Redis. Every node looks for such jobs every Lease/2 (XAUTOCLAIM with a minimum idle time of Lease)
@@ -57,10 +61,11 @@
 // When Run's context is done the node stops reading. A job it had read but not yet prepared (it was
 // waiting for a token) is handed back: its idle time is set to Lease and its delivery count restored, so
 // the next node to look takes it at once and it does not count as a delivery; it is not reported to the
-// Handler. A Prepare in progress completes (its context is not Run's, see [Queue.Run]), and a prepared
-// job is dialled, because Prepare has claimed its dial and no other node would place the call. Calls in
-// progress run on for up to DrainTimeout, then their context is cancelled so they hang up. Jobs never
-// read stay in the stream for the other nodes. Nothing is reported Skipped with ErrClosed.
+// Handler. A Prepare in progress completes (its context is the call's, not Run's: the Runner's
+// dispatch.DialPrepared), and a prepared job is dialled, because Prepare has claimed its dial and no
+// other node would place the call. Calls in progress run on for up to DrainTimeout, then their context
+// is cancelled so they hang up. Jobs never read stay in the stream for the other nodes. Nothing is
+// reported Skipped with ErrClosed.
 //
 // Redis 6.2 or later is required (XAUTOCLAIM); the tests run against 7.0. Consumers are never removed
 // from the group: a deployment whose nodes take a new name at each start (hostname-pid) accumulates
@@ -81,7 +86,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/voiceotp/voiceotp/dispatch"
-	"github.com/voiceotp/voiceotp/dispatch/internal/admit"
 )
 
 // Errors callers branch on.
@@ -91,7 +95,8 @@ var (
 	// dispatch.ErrDeadLetter, so a Handler can branch on it without importing this package.
 	ErrDeadLetter = dispatch.ErrDeadLetter
 	// ErrUnavailable is wrapped by Enqueue's error when Redis could not be reached or failed; the job may
-	// or may not have been stored (a timeout can hide a success). It calls for a 503, like ErrQueueFull.
+	// or may not have been stored (a timeout can hide a success). Like ErrQueueFull, it is a refusal to
+	// try again later.
 	ErrUnavailable = errors.New("streams: redis unavailable")
 )
 
@@ -104,16 +109,17 @@ const (
 	DefaultBlockTime     = 2 * time.Second
 )
 
-// Config sets up a Queue. Zero fields take the documented defaults; Consumer is required.
+// Config sets up a Durable. Zero fields take the documented defaults; Consumer and Rate are required.
 type Config struct {
-	// Config holds the limits of the node: MaxConcurrent calls on this node, CPS for the whole
-	// deployment (the budget is shared through Redis by every node on the same CPSKey), QueueSize for the
-	// whole stream (waiting plus in-progress jobs), MaxCPU and CPU for this node (above MaxCPU it stops
-	// reading), DrainTimeout and Logger, with dispatch's defaults.
+	// Config holds the limits of the node, with dispatch's defaults: MaxConcurrent calls on this node,
+	// CPS for the whole deployment, QueueSize for the whole stream (waiting plus in-progress jobs), MaxCPU
+	// and CPU for this node (above MaxCPU it stops reading), DrainTimeout and Logger. Rate is required
+	// here: it keeps the CPS budget for every node on the same RateKey, so it must be shared by them (the
+	// Redis store's Counters).
 	dispatch.Config
 
 	// Stream is the stream's key. If empty, DefaultStream ("ivr:{calls}"). Keep a hash tag in it: the
-	// dead-letter and budget keys are derived from it and must be in its slot.
+	// dead-letter key is derived from it and must be in its slot.
 	Stream string
 	// Group is the consumer group that every node joins. If empty, DefaultGroup ("ivr").
 	Group string
@@ -130,26 +136,10 @@ type Config struct {
 	// BlockTime is how long one read waits for a new job, which also bounds how long Run takes to notice
 	// its context is done. If zero or negative, DefaultBlockTime (2 s); at most Lease/2.
 	BlockTime time.Duration
-	// CPSKey is the key of the shared calls-per-second budget. If empty, Stream + ":cps".
-	CPSKey string
 }
 
 func (c Config) withDefaults() Config {
-	if c.MaxConcurrent <= 0 {
-		c.MaxConcurrent = dispatch.DefaultMaxConcurrent
-	}
-	if c.CPS <= 0 {
-		c.CPS = dispatch.DefaultCPS
-	}
-	if c.QueueSize <= 0 {
-		c.QueueSize = dispatch.DefaultQueueSize
-	}
-	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = dispatch.DefaultDrainTimeout
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Config = c.Config.WithDefaults()
 	if c.Stream == "" {
 		c.Stream = DefaultStream
 	}
@@ -166,30 +156,19 @@ func (c Config) withDefaults() Config {
 		c.BlockTime = DefaultBlockTime
 	}
 	c.BlockTime = min(c.BlockTime, c.Lease/2)
-	if c.CPSKey == "" {
-		c.CPSKey = c.Stream + ":cps"
-	}
 	return c
 }
 
-// Queue is a dispatch.Queue on a Redis Stream. Enqueue and Stats are safe for concurrent use, before,
-// during and after Run, and Enqueue works on any node whether or not its Run is running: the job waits
-// in Redis for any node. Run may be called once.
-type Queue struct {
-	c      goredis.UniversalClient
-	caller dispatch.Caller
-	h      dispatch.Handler
-	cfg    Config // defaults applied; read-only
-	dead   string // the dead-letter stream
-	log    *slog.Logger
-
-	// onToken, if set before Run, is called with Redis's time of each token taken (tests).
-	onToken func(at time.Time)
-
-	cpu    *admit.Gate       // nil when MaxCPU is off; Wait only from the Run goroutine
-	ownCPU dispatch.CPUMeter // the sampler Run runs, when cfg.CPU was nil; or nil
-
-	running atomic.Bool
+// Durable is a dispatch.Queue on a Redis Stream: the durable queue, whose jobs wait in Redis for any
+// node and outlive the node that accepted them. Enqueue and Stats are safe for concurrent use, before,
+// during and after Run, and Enqueue works on any node whether or not its Run is running. Run may be
+// called once.
+type Durable struct {
+	c    goredis.UniversalClient
+	cfg  Config // defaults applied; read-only
+	dead string // the dead-letter stream
+	log  *slog.Logger
+	r    *dispatch.Runner
 
 	// mu guards held.
 	mu sync.Mutex
@@ -197,14 +176,7 @@ type Queue struct {
 	// renewed by the heartbeat.
 	held map[string]*heldJob
 
-	queued        atomic.Int64 // sampled by Run
-	active        atomic.Int64 // jobs being prepared or called
-	calling       atomic.Int64 // jobs inside Caller.Run
-	enqueued      atomic.Uint64
-	rejected      atomic.Uint64
-	dialled       atomic.Uint64
-	skipped       atomic.Uint64
-	drainCanceled atomic.Uint64
+	queued atomic.Int64 // sampled by Run
 }
 
 // heldJob is one entry this node holds.
@@ -216,38 +188,26 @@ type heldJob struct {
 	lost bool
 }
 
-var _ dispatch.Queue = (*Queue)(nil)
+var _ dispatch.Queue = (*Durable)(nil)
 
-// New returns a Queue on c that places calls with caller and reports to h. c, caller, h and
-// cfg.Consumer are required; New panics without them, or on an unknown cfg.CPUSource, as that is a
-// wiring mistake. The Queue does not close c.
-func New(c goredis.UniversalClient, caller dispatch.Caller, h dispatch.Handler, cfg Config) *Queue {
-	if c == nil || caller == nil || h == nil || cfg.Consumer == "" {
-		panic("streams: New needs a client, a Caller, a Handler and a Consumer name")
+// New returns a Durable on c with the settings of cfg. c, cfg.Consumer and cfg.Rate are required; New
+// panics without them, or on an unknown cfg.CPUSource, as that is a wiring mistake. The Durable does not
+// close c.
+func New(c goredis.UniversalClient, cfg Config) *Durable {
+	if c == nil || cfg.Consumer == "" || cfg.Rate == nil {
+		panic("streams: New needs a client, a Consumer name and a shared Rate")
 	}
 	cfg = cfg.withDefaults()
-	q := &Queue{
-		c:      c,
-		caller: caller,
-		h:      h,
-		cfg:    cfg,
-		dead:   cfg.Stream + ":dead",
-		log:    cfg.Logger.With(slog.String("consumer", cfg.Consumer)),
-		held:   make(map[string]*heldJob),
+	q := &Durable{
+		c:    c,
+		cfg:  cfg,
+		dead: cfg.Stream + ":dead",
+		log:  cfg.Logger.With(slog.String("consumer", cfg.Consumer)),
+		held: make(map[string]*heldJob),
 	}
-	if cfg.MaxCPU > 0 {
-		s := cfg.CPU
-		if s == nil {
-			own, err := dispatch.NewCPUMeter(cfg.CPUSource)
-			if err != nil {
-				panic(err)
-			}
-			q.ownCPU, s = own, own
-		}
-		q.cpu = admit.New(cfg.MaxCPU, s, time.Now, func(ctx context.Context, t time.Time) error {
-			return sleep(ctx, time.Until(t))
-		}, q.log).WithActive(func() int { return int(q.active.Load()) })
-	}
+	rc := cfg.Config
+	rc.Logger = q.log
+	q.r = dispatch.NewRunner(rc, dispatch.DialPrepared)
 	return q
 }
 
@@ -264,13 +224,19 @@ return redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
 // Enqueue adds j to the stream without waiting. It returns ErrQueueFull (nothing stored) when the stream
 // holds QueueSize jobs, waiting or in progress, across all nodes; ctx's error if ctx is already done; and
 // an error wrapping ErrUnavailable when Redis fails. A zero j.EnqueuedAt is set to the current time.
-func (q *Queue) Enqueue(ctx context.Context, j dispatch.Job) error {
+func (q *Durable) Enqueue(ctx context.Context, j dispatch.Job) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if j.EnqueuedAt.IsZero() {
 		j.EnqueuedAt = time.Now()
 	}
+	err := q.enqueue(ctx, j)
+	q.r.CountEnqueue(err)
+	return err
+}
+
+func (q *Durable) enqueue(ctx context.Context, j dispatch.Job) error {
 	data, err := json.Marshal(j)
 	if err != nil {
 		return fmt.Errorf("streams: encoding job: %w", err)
@@ -278,12 +244,10 @@ func (q *Queue) Enqueue(ctx context.Context, j dispatch.Job) error {
 	err = enqueue.Run(ctx, q.c, []string{q.cfg.Stream}, q.cfg.QueueSize, data).Err()
 	switch {
 	case errors.Is(err, goredis.Nil):
-		q.rejected.Add(1)
 		return dispatch.ErrQueueFull
 	case err != nil:
 		return fmt.Errorf("%w: enqueue: %w", ErrUnavailable, err)
 	}
-	q.enqueued.Add(1)
 	return nil
 }
 
@@ -291,20 +255,8 @@ func (q *Queue) Enqueue(ctx context.Context, j dispatch.Job) error {
 // taken yet, across the deployment, as last sampled by Run (every Lease/3; 0 before Run); the other
 // fields are this node's. Dead-lettered jobs count as Skipped; HeldForCPU counts the times this node
 // stopped reading for CPU. It is safe for concurrent use.
-func (q *Queue) Stats() dispatch.Stats {
-	held, heldFor := q.cpu.Held()
-	return dispatch.Stats{
-		Queued:         int(q.queued.Load()),
-		Active:         int(q.active.Load()),
-		Enqueued:       q.enqueued.Load(),
-		Rejected:       q.rejected.Load(),
-		Dialled:        q.dialled.Load(),
-		Skipped:        q.skipped.Load(),
-		DrainCanceled:  q.drainCanceled.Load(),
-		HeldForCPU:     held,
-		HeldForCPUTime: heldFor,
-		CPULoad:        q.cpu.Load(),
-	}
+func (q *Durable) Stats() dispatch.Stats {
+	return q.r.Stats(int(q.queued.Load()))
 }
 
 // isNoGroup reports whether err says the stream or the group does not exist (someone deleted them).

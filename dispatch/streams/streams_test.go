@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/voiceotp/voiceotp/callflow"
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/dispatch/streams"
+	"github.com/voiceotp/voiceotp/store/redis"
 	"github.com/voiceotp/voiceotp/store/redis/redistest"
 )
 
@@ -23,12 +25,12 @@ func TestEveryJobRunsOnceAcrossTwoNodes(t *testing.T) {
 	cl := newClaims()
 	a := newNode(t, config("a"), nil, cl)
 	b := newNode(t, config("b"), nil, cl)
-	stopA := start(t, a.q)
-	start(t, b.q)
+	stopA := a.start(t)
+	b.start(t)
 	const n = 60
 	for i := range n {
 		// Either node accepts jobs, as any node's API would.
-		mustEnqueue(t, []*streams.Queue{a.q, b.q}[i%2], job(i))
+		mustEnqueue(t, []*streams.Durable{a.q, b.q}[i%2], job(i))
 	}
 	waitReports(t, n, a.rec, b.rec)
 
@@ -78,7 +80,7 @@ func TestReclaimFromDeadConsumer(t *testing.T) {
 			taken := time.Now()
 			cl.claim(job(0).CallID, dead) // the dead node had sent job 0's INVITE
 
-			start(t, survivor.q)
+			survivor.start(t)
 			waitReports(t, 4, survivor.rec)
 			reclaimedAfter := time.Since(taken)
 
@@ -119,21 +121,19 @@ func TestLongCallKeepsItsLease(t *testing.T) {
 			return callflow.Canceled
 		}
 	})
-	cfg := config("a")
-	a := newNode(t, cfg, long, nil)
-	b := newNode(t, config("b"), nil, nil)
+	a := newNode(t, config("a"), long, nil)
+	cfgB := config("b")
+	logsB := newLogWatch()
+	cfgB.Logger = slog.New(logsB)
+	b := newNode(t, cfgB, nil, nil)
 	mustEnqueue(t, a.q, job(0))
-	start(t, a.q)
-	// Wait until a holds the job, then let b run beside it for 4 leases.
-	deadline := time.Now().Add(10 * time.Second)
-	for a.q.Stats().Dialled == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("a never dialled")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	start(t, b.q)
-	time.Sleep(4 * cfg.Lease)
+	a.start(t)
+	waitFor(t, "a to dial", func() bool { return a.q.Stats().Dialled > 0 })
+	// b looks for lapsed leases at once and then every Lease/2: by its 8th look the job has been held
+	// for 3.5 leases, so at least 5 of those looks came when its lease would have lapsed without the
+	// heartbeat.
+	b.start(t)
+	logsB.waitCount(t, 8, "streams: looked for lapsed leases")
 	if s := b.rec.snapshot(); len(s.prepared) != 0 {
 		t.Fatalf("b took the job of a live call: %v", s.prepared)
 	}
@@ -179,7 +179,7 @@ func TestDeadLetter(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			start(t, survivor.q)
+			survivor.start(t)
 			waitReports(t, 1, survivor.rec)
 			s := survivor.rec.snapshot()
 			dead, err := probe.XRange(context.Background(), streams.DefaultStream+":dead", "-", "+").Result()
@@ -227,15 +227,11 @@ func TestMalformedEntryIsDeadLettered(t *testing.T) {
 		}
 	}
 	mustEnqueue(t, n.q, job(0))
-	start(t, n.q)
+	n.start(t)
 	waitReports(t, 1, n.rec) // the good job; the bad entries reach no Handler
-	deadline := time.Now().Add(10 * time.Second)
-	for n.c.XLen(ctx, streams.DefaultStream+":dead").Val() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the malformed entries were not dead-lettered")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the malformed entries to be dead-lettered", func() bool {
+		return n.c.XLen(ctx, streams.DefaultStream+":dead").Val() == 2
+	})
 	if s := n.rec.snapshot(); len(s.skipped) != 0 || s.finished[job(0).CallID] != 1 {
 		t.Errorf("finished %v skipped %v", s.finished, s.skipped)
 	}
@@ -279,19 +275,12 @@ func TestDrain(t *testing.T) {
 			cfg.CPS = 0.05 // one token, then 20 s until the next: the second job waits
 			cfg.Lease = 30 * time.Second
 			cfg.DrainTimeout = tc.drainTimeout
-			cfg.CPSKey = "ivr:{calls}:cps-a"
+			cfg.RateKey = "calls-a"
 			a := newNode(t, cfg, caller, nil)
 			mustEnqueue(t, a.q, job(0), job(1), job(2), job(3))
-			stopA := start(t, a.q)
+			stopA := a.start(t)
 			<-started
-			// Wait until a holds job 1 too (read, waiting for its token).
-			deadline := time.Now().Add(10 * time.Second)
-			for len(pending(t, a.c)) < 2 {
-				if time.Now().After(deadline) {
-					t.Fatal("a did not take a second job")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			waitFor(t, "a to hold job 1 too (read, waiting for its token)", func() bool { return len(pending(t, a.c)) >= 2 })
 
 			stopped := make(chan struct{})
 			go func() {
@@ -299,7 +288,8 @@ func TestDrain(t *testing.T) {
 				close(stopped)
 			}()
 			if tc.callEnds {
-				// Run must wait for the call: it has not returned yet.
+				// Run must wait for the call: it has not returned yet. The pause only gives a wrong
+				// Run the chance to return; it waits for nothing.
 				select {
 				case <-stopped:
 					t.Fatal("Run returned with a call in progress")
@@ -330,7 +320,7 @@ func TestDrain(t *testing.T) {
 			cfgB := config("b")
 			cfgB.Lease = 30 * time.Second
 			b := newNode(t, cfgB, nil, nil)
-			start(t, b.q)
+			b.start(t)
 			waitReports(t, 3, b.rec)
 			sb := b.rec.snapshot()
 			for i := 1; i < 4; i++ {
@@ -345,39 +335,55 @@ func TestDrain(t *testing.T) {
 	}
 }
 
+// timedRate is the Redis store's Counters as a dispatch.RateLimiter that records Redis's time of each
+// token granted, so the shared budget can be checked by the limiter's own clock.
+type timedRate struct {
+	c *redis.Counters
+
+	mu    sync.Mutex // guards times
+	times []time.Time
+}
+
+func (r *timedRate) TakeToken(ctx context.Context, key string, rate float64, burst int) (bool, time.Duration, error) {
+	ok, wait, at, err := r.c.TakeTokenAt(ctx, key, rate, burst)
+	if ok {
+		r.mu.Lock()
+		r.times = append(r.times, at)
+		r.mu.Unlock()
+	}
+	return ok, wait, err
+}
+
 // TestSharedBudget runs two nodes on one calls-per-second budget and checks, by the limiter's own
 // (Redis) timestamps, that no two calls of the deployment started closer than 1/CPS.
 func TestSharedBudget(t *testing.T) {
 	fresh(t)
 	const cps = 40
-	var (
-		mu    sync.Mutex
-		times []time.Time
-	)
-	hook := func(at time.Time) {
-		mu.Lock()
-		times = append(times, at)
-		mu.Unlock()
-	}
 	var nodes []*node
+	var rates []*timedRate
 	for _, name := range []string{"a", "b"} {
 		cfg := config(name)
 		cfg.CPS = cps
-		n := newNode(t, cfg, nil, nil)
-		streams.SetTokenHook(n.q, hook)
-		nodes = append(nodes, n)
+		rate := &timedRate{c: redis.NewCounters(srv.Client(t))}
+		cfg.Rate = rate
+		nodes = append(nodes, newNode(t, cfg, nil, nil))
+		rates = append(rates, rate)
 	}
 	const jobs = 30
 	for i := range jobs {
 		mustEnqueue(t, nodes[0].q, job(i))
 	}
 	for _, n := range nodes {
-		start(t, n.q)
+		n.start(t)
 	}
 	waitReports(t, jobs, nodes[0].rec, nodes[1].rec)
 
-	mu.Lock()
-	defer mu.Unlock()
+	var times []time.Time
+	for _, r := range rates {
+		r.mu.Lock()
+		times = append(times, r.times...)
+		r.mu.Unlock()
+	}
 	if len(times) != jobs {
 		t.Fatalf("%d tokens for %d jobs", len(times), jobs)
 	}
@@ -449,8 +455,11 @@ func TestRedisOutage(t *testing.T) {
 	c := rs.Client(t)
 	rec := newRecorder("a", nil)
 	cfg := config("a")
-	q := streams.New(c, newFakeCaller(nil), rec, cfg)
-	stop := start(t, q)
+	cfg.Rate = redis.NewCounters(c)
+	logs := newLogWatch()
+	cfg.Logger = slog.New(logs)
+	q := streams.New(c, cfg)
+	stop := start(t, q, newFakeCaller(nil), rec)
 	mustEnqueue(t, q, job(0))
 	waitReports(t, 1, rec)
 
@@ -458,17 +467,12 @@ func TestRedisOutage(t *testing.T) {
 	if err := q.Enqueue(context.Background(), job(1)); !errors.Is(err, streams.ErrUnavailable) {
 		t.Fatalf("Enqueue with Redis down = %v, want ErrUnavailable", err)
 	}
-	time.Sleep(3 * cfg.BlockTime) // let the loop meet the outage
+	// The loop meets the outage: its read (or reclaim) fails and says so.
+	logs.wait(t, "streams: reading jobs", "streams: reclaiming jobs")
 	if err := rs.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for q.Enqueue(context.Background(), job(2)) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("Enqueue did not recover")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "Enqueue to recover", func() bool { return q.Enqueue(context.Background(), job(2)) == nil })
 	waitReports(t, 1, rec)
 	if s := rec.snapshot(); s.finished[job(2).CallID] != 1 {
 		t.Errorf("after the outage finished %v, want job 2", s.finished)
@@ -486,7 +490,7 @@ type deferOnce struct {
 	back     map[string]time.Duration // from the deferral to the next Prepare
 }
 
-func (d *deferOnce) Prepare(ctx context.Context, j dispatch.Job) (callflow.Request, error) {
+func (d *deferOnce) Prepare(ctx context.Context, j dispatch.Job, stop context.CancelCauseFunc) (callflow.Request, error) {
 	d.mu.Lock()
 	first, again := d.deferred[j.CallID]
 	if again {
@@ -498,7 +502,7 @@ func (d *deferOnce) Prepare(ctx context.Context, j dispatch.Job) (callflow.Reque
 	if !again {
 		return callflow.Request{}, &dispatch.Deferred{Until: time.Now().Add(d.wait), Reason: errors.New("not yet")}
 	}
-	return d.recorder.Prepare(ctx, j)
+	return d.recorder.Prepare(ctx, j, stop)
 }
 
 // TestDeferred has Prepare defer a job: it is handed back without a report and without holding a call
@@ -513,9 +517,11 @@ func TestDeferred(t *testing.T) {
 			cfg.MaxConcurrent = 1 // a held slot would stall job 1 behind job 0
 			cfg.MaxDeliveries = 1 // a deferral counted as a delivery would dead-letter
 			h := &deferOnce{recorder: newRecorder("a", nil), wait: wait, deferred: map[string]time.Time{}, back: map[string]time.Duration{}}
-			q := streams.New(srv.Client(t), newFakeCaller(nil), h, cfg)
+			c := srv.Client(t)
+			cfg.Rate = redis.NewCounters(c)
+			q := streams.New(c, cfg)
 			mustEnqueue(t, q, job(0), job(1))
-			start(t, q)
+			start(t, q, newFakeCaller(nil), h)
 			waitReports(t, 2, h.recorder)
 			s := h.recorder.snapshot()
 			for i := range 2 {
@@ -543,7 +549,7 @@ func TestCPUHeldNodeReadsNothing(t *testing.T) {
 	cfgA := config("a")
 	cfgA.MaxCPU, cfgA.CPU = 0.9, cpu
 	a := newNode(t, cfgA, nil, nil)
-	start(t, a.q)
+	a.start(t)
 	mustEnqueue(t, a.q, job(0))
 	// Two more looks at the load are at least one recheck (250 ms) after the job was added: a, idle and
 	// with free slots, would have read it long before (it reads every BlockTime, 20 ms).
@@ -559,7 +565,7 @@ func TestCPUHeldNodeReadsNothing(t *testing.T) {
 	}
 
 	b := newNode(t, config("b"), nil, nil)
-	stopB := start(t, b.q)
+	stopB := b.start(t)
 	waitReports(t, 1, b.rec)
 	stopB()
 	if s := b.rec.snapshot(); s.finished[job(0).CallID] != 1 {
@@ -576,4 +582,61 @@ func TestCPUHeldNodeReadsNothing(t *testing.T) {
 		t.Errorf("a's stats = %+v, want one hold and one dial", st)
 	}
 	waitAcked(t, a.c)
+}
+
+// stopping is a Handler that ends job 0's call during its Prepare, and keeps the stop of the others
+// for the test to call during the call.
+type stopping struct {
+	*recorder
+
+	mu    sync.Mutex // guards stops
+	stops map[string]context.CancelCauseFunc
+}
+
+func (h *stopping) Prepare(ctx context.Context, j dispatch.Job, stop context.CancelCauseFunc) (callflow.Request, error) {
+	if j.CallID == job(0).CallID {
+		stop(errors.New("cancelled before the dial"))
+	}
+	h.mu.Lock()
+	h.stops[j.CallID] = stop
+	h.mu.Unlock()
+	return h.recorder.Prepare(ctx, j, stop)
+}
+
+// TestHandlerStop checks the Runner's stop contract on the durable queue, which shares the Runner
+// with dispatch.Memory: a stop during Prepare sends the call to the Caller already cancelled, a stop
+// during the call ends it, a stop after Finish does nothing, and each job is finished and acknowledged
+// once.
+func TestHandlerStop(t *testing.T) {
+	fresh(t)
+	started := make(chan struct{}, 2)
+	caller := newFakeCaller(func(ctx context.Context, _ callflow.Request) callflow.Outcome {
+		started <- struct{}{}
+		<-ctx.Done() // these calls end only when stopped
+		return callflow.Canceled
+	})
+	n := newNode(t, config("a"), caller, nil)
+	h := &stopping{recorder: n.rec, stops: map[string]context.CancelCauseFunc{}}
+	mustEnqueue(t, n.q, job(0))
+	start(t, n.q, caller, h)
+	waitReports(t, 1, n.rec) // job 0: Prepare stopped it, the Caller saw it done at once
+
+	mustEnqueue(t, n.q, job(1))
+	<-started
+	<-started
+	h.mu.Lock()
+	stop := h.stops[job(1).CallID]
+	h.mu.Unlock()
+	stop(errors.New("cancelled during the call"))
+	waitReports(t, 1, n.rec)
+	stop(nil) // after Finish: nothing happens
+
+	s := n.rec.snapshot()
+	if s.finished[job(0).CallID] != 1 || s.finished[job(1).CallID] != 1 || len(s.skipped) != 0 || len(s.violations) != 0 {
+		t.Errorf("finished %v, skipped %v, violations %v; want both jobs finished once", s.finished, s.skipped, s.violations)
+	}
+	if d := caller.dialled(); d[job(0).To] != 1 || d[job(1).To] != 1 {
+		t.Errorf("dialled %v, want each job handed to the Caller once", d)
+	}
+	waitAcked(t, n.c)
 }

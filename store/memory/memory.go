@@ -3,7 +3,8 @@
 //
 // It owns keeping those records, the one-pending-verification-per-number index, and dropping records
 // after their retention so memory stays bounded by the request rate times (TTL + retention); and
-// [Limits], the per-number limits (one live call, sends per window) of a single process. It does not
+// [Counters], the counters and rate limiters (one live call per number, sends per window,
+// calls-per-second budgets) of a single process. It does not
 // own any rule about verifications (package otp) and shares nothing between processes: several nodes
 // need the Redis store.
 package memory

@@ -134,7 +134,7 @@ func TestRunSweeps(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("Run did not sweep: Len = %d, %d", v, k)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // the poll's pace
 	}
 	cancel()
 	if err := <-done; err != nil {

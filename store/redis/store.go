@@ -1,12 +1,13 @@
 // Package redis is the otp.Store that several nodes share: verifications and idempotency records in
 // Redis, reached through go-redis's UniversalClient, so that one server, Sentinel or Cluster is only a
-// matter of configuration ([ParseURL]). It also holds the limits every node must agree on ([Limits]):
-// one live call per destination number, sends per number per window, and calls-per-second budgets.
+// matter of configuration ([ParseURL]). It also holds the counters every node must agree on
+// ([Counters]): one live call per destination number, sends per number per window, and calls-per-second
+// budgets (the rate limiter of the durable call queue and of the trunks).
 //
 // It owns the key layout, the stored encodings, the Lua scripts and the URL forms. It does not own any
 // rule about verifications (package otp decides what a write means; this package only makes it
 // atomic), the call queue (package dispatch/streams), nor the client: the caller builds it (with
-// ParseURL or go-redis directly), passes it to [New] and [NewLimits], and closes it after them.
+// ParseURL or go-redis directly), passes it to [New] and [NewCounters], and closes it after them.
 //
 // # Key layout
 //
@@ -18,9 +19,9 @@
 //	ivr:num:{+1555…}      the number's claim: the id of the verification that last became pending for
 //	                      it, expiring with that verification
 //	ivr:idem:{key}        an idempotency record (JSON), expiring after the TTL given
-//	ivr:live:{+1555…}     Limits: the holder of the live call to that number
-//	ivr:sends:{+1555…}    Limits: sorted set of send times in the current window
-//	ivr:rate:{key}        Limits: theoretical arrival time of a calls-per-second budget (GCRA)
+//	ivr:live:{+1555…}     Counters: the holder of the live call to that number
+//	ivr:sends:{+1555…}    Counters: sorted set of send times in the current window
+//	ivr:rate:{key}        Counters: theoretical arrival time of a calls-per-second budget (GCRA)
 //
 // # Atomicity
 //
@@ -77,7 +78,7 @@ const (
 	DefaultUpdateAttempts = 50
 )
 
-// Option configures a Store or Limits; options that do not apply to one are ignored by it.
+// Option configures a Store or Counters; options that do not apply to one are ignored by it.
 type Option func(*options)
 
 type options struct {
@@ -87,7 +88,7 @@ type options struct {
 }
 
 // WithKeyPrefix sets the prefix of every key, so several deployments can share one Redis. Default
-// DefaultKeyPrefix ("ivr:"); an empty prefix is allowed. The Store, the Limits and every node must use
+// DefaultKeyPrefix ("ivr:"); an empty prefix is allowed. The Store, the Counters and every node must use
 // the same prefix.
 func WithKeyPrefix(p string) Option { return func(o *options) { o.prefix = p } }
 

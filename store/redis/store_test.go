@@ -366,7 +366,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rs := redistest.New(t)
 			c := rs.Client(t)
-			s, l := redis.New(c), redis.NewLimits(c)
+			s, l := redis.New(c), redis.NewCounters(c)
 			ctx := context.Background()
 			now := time.Now()
 			v := verification(t, "+15550006666", now)

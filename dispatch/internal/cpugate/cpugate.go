@@ -1,11 +1,11 @@
-// Package admit holds new dials while the process is too busy: the CPU half of the admission control
-// that dispatch.Memory and dispatch/streams share (the other half, the number of calls in progress, is
-// each queue's call slots).
+// Package cpugate is the CPU gate of dispatch's job runner: it holds new dials while the CPU load is
+// above a threshold, and paces a surge of dials by projecting the load of the calls it let in that the
+// load does not show yet.
 //
-// It owns the threshold, its hysteresis and the hold counters. It does not own the queue (a held job
-// stays wherever its queue keeps it, and a streams node simply does not read) nor the measurement, which
-// is a [Sampler] it is given.
-package admit
+// It owns the threshold, its hysteresis, the projection and the hold counters. It does not own the
+// queue (where a held job waits is the queue's business), the number of calls in progress (the runner's
+// call slots), nor the measurement, which is a [Sampler] it is given.
+package cpugate
 
 import (
 	"context"
@@ -28,9 +28,9 @@ type Sampler interface {
 	CPULoad() float64
 }
 
-// Gate holds a dispatcher while the load is above its threshold. Wait is called by one goroutine, the
-// dispatcher's; Held and Load are safe for concurrent use. A nil *Gate is off: Wait returns nil at once
-// and the counters are zero.
+// Gate holds a dispatcher while the load is above its threshold. Wait and Started are called by one
+// goroutine, the dispatcher's; Held and Load are safe for concurrent use. A nil *Gate is off: Wait
+// returns nil at once, Started does nothing and the counters are zero.
 type Gate struct {
 	max, resume float64
 	s           Sampler
@@ -39,7 +39,7 @@ type Gate struct {
 	log         *slog.Logger
 
 	active func() int  // calls in progress, for the projection; nil: none
-	recent []time.Time // dials admitted within Lag, oldest first; Wait's goroutine only
+	recent []time.Time // dials started within Lag, oldest first; Wait's goroutine only
 	base   float64     // the load last seen with no call in progress; Wait's goroutine only
 	cost   float64     // the load of one call, as last learned; Wait's goroutine only
 
@@ -67,9 +67,9 @@ func New(max float64, s Sampler, now func() time.Time, sleepUntil func(context.C
 // sampler averages over a second.
 const Lag = 2 * time.Second
 
-// WithActive makes the gate project the load of the dials it admitted within Lag, which the sampled
-// load does not show yet, so that a surge of dials is not let through in the second before the load
-// rises. active reports the calls in progress (those just admitted included). The gate learns what a
+// WithActive makes the gate project the load of the dials started within Lag (see [Gate.Started]),
+// which the sampled load does not show yet, so that a surge of dials is not let through in the second
+// before the load rises. active reports the calls in progress (those just started included). The gate learns what a
 // call costs: the load seen with no call in progress is the base, and with at least MinCalls calls in
 // progress that have had time to show, a call costs (load − base) / those calls. A dial that would
 // take the load plus the cost of the dials within Lag above the threshold waits one Recheck, as a hold,
@@ -106,9 +106,11 @@ func (g *Gate) projected(load float64) float64 {
 	return load + g.cost*float64(len(g.recent)+1)
 }
 
-// admitted records a dial let through, for the projection.
-func (g *Gate) admitted() {
-	if g.active != nil {
+// Started records a dial the dispatcher started after Wait let it through, for the projection. It is
+// separate from Wait because a dispatcher may wait for the gate and then find no job to start (a
+// durable queue holds before it reads, and a read may come back empty): only dials count.
+func (g *Gate) Started() {
+	if g != nil && g.active != nil {
 		g.recent = append(g.recent, g.now())
 	}
 }
@@ -124,7 +126,6 @@ func (g *Gate) Wait(ctx context.Context) error {
 	load := g.s.CPULoad()
 	proj := g.projected(load)
 	if !(proj > g.max) {
-		g.admitted()
 		return nil
 	}
 	g.mu.Lock()
@@ -144,7 +145,6 @@ func (g *Gate) Wait(ctx context.Context) error {
 	g.holding = false
 	g.mu.Unlock()
 	if err == nil {
-		g.admitted()
 		if level == slog.LevelWarn {
 			level = slog.LevelInfo
 		}

@@ -6,17 +6,21 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/voiceotp/voiceotp/internal/gcra"
 )
 
-// Limits are the per-number limits of a single process, with the same methods and meaning as the
-// Redis store's Limits (store/redis): at most one live call per number, and sends per number per
-// sliding window. They hold for this process only, which is all there is with the memory store.
+// Counters are the counters and rate limiters of a single process, with the same methods and meaning
+// as the Redis store's Counters (store/redis): at most one live call per number, sends per number per
+// sliding window, and calls-per-second budgets by key. They hold for this process only, which is all
+// there is with the memory store.
 //
-// It is safe for concurrent use; every method holds one mutex. Expired slots and sends are dropped on
-// access and by a sweep every DefaultSweepInterval of writes, so memory stays bounded by the numbers
-// in use.
-type Limits struct {
-	now func() time.Time
+// They are safe for concurrent use; every method holds one mutex. Expired slots and sends are dropped
+// on access and by a sweep every DefaultSweepInterval of writes, and budgets once they are full again,
+// so memory stays bounded by the numbers and keys in use. Time is the clock of WithClock.
+type Counters struct {
+	now  func() time.Time
+	rate *gcra.Limiter // the budgets of TakeToken; it has its own mutex
 
 	// mu guards the fields below.
 	mu sync.Mutex
@@ -34,19 +38,22 @@ type liveSlot struct {
 	expires time.Time
 }
 
-// NewLimits returns empty Limits. Of the options only WithClock applies.
-func NewLimits(opts ...Option) *Limits {
+// NewCounters returns empty Counters. Of the options only WithClock applies.
+func NewCounters(opts ...Option) *Counters {
 	s := &Store{now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
-	return &Limits{now: s.now, live: map[string]liveSlot{}, sends: map[string][]time.Time{}, lastSweep: s.now()}
+	return &Counters{
+		now: s.now, rate: gcra.New(s.now),
+		live: map[string]liveSlot{}, sends: map[string][]time.Time{}, lastSweep: s.now(),
+	}
 }
 
 // AcquireNumber makes holder the one live call to number for ttl and reports whether it is: ok is
 // false when another holder has it. Acquiring again with the same holder renews the slot. ttl must be
 // positive and holder non-empty.
-func (l *Limits) AcquireNumber(ctx context.Context, number, holder string, ttl time.Duration) (bool, error) {
+func (l *Counters) AcquireNumber(ctx context.Context, number, holder string, ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("memory: acquire number: %w", err)
 	}
@@ -65,7 +72,7 @@ func (l *Limits) AcquireNumber(ctx context.Context, number, holder string, ttl t
 }
 
 // ReleaseNumber frees number's live-call slot if holder has it; otherwise it does nothing.
-func (l *Limits) ReleaseNumber(ctx context.Context, number, holder string) error {
+func (l *Counters) ReleaseNumber(ctx context.Context, number, holder string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memory: release number: %w", err)
 	}
@@ -78,7 +85,7 @@ func (l *Limits) ReleaseNumber(ctx context.Context, number, holder string) error
 }
 
 // NumberHolder returns who holds number's live-call slot and for how much longer; "" when it is free.
-func (l *Limits) NumberHolder(ctx context.Context, number string) (string, time.Duration, error) {
+func (l *Counters) NumberHolder(ctx context.Context, number string) (string, time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return "", 0, fmt.Errorf("memory: number holder: %w", err)
 	}
@@ -95,7 +102,7 @@ func (l *Limits) NumberHolder(ctx context.Context, number string) (string, time.
 // CountSend records one send to number if fewer than limit sends were recorded in the last window,
 // and reports ok. Otherwise it records nothing and returns ok == false with retryAfter, the time until
 // the oldest counted send leaves the window. window and limit must be positive.
-func (l *Limits) CountSend(ctx context.Context, number string, window time.Duration, limit int) (ok bool, retryAfter time.Duration, err error) {
+func (l *Counters) CountSend(ctx context.Context, number string, window time.Duration, limit int) (ok bool, retryAfter time.Duration, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, 0, fmt.Errorf("memory: count send: %w", err)
 	}
@@ -116,6 +123,22 @@ func (l *Limits) CountSend(ctx context.Context, number string, window time.Durat
 	return true, 0, nil
 }
 
+// TakeToken takes one token from the budget named key, which refills at rate tokens per second and
+// holds at most burst (at least 1), by the generic cell rate algorithm: with a burst of 1, two grants
+// are never closer than 1/rate, even after an idle period. ok is false when no token is free; then wait
+// is how long until one will be, and nothing was taken. rate must be positive; a burst below 1 counts
+// as 1. Every caller of one key should pass the same rate and burst.
+func (l *Counters) TakeToken(ctx context.Context, key string, rate float64, burst int) (ok bool, wait time.Duration, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, 0, fmt.Errorf("memory: take token: %w", err)
+	}
+	if !(rate > 0) {
+		return false, 0, fmt.Errorf("memory: take token: rate %v is not positive", rate)
+	}
+	ok, wait = l.rate.Take(key, rate, burst)
+	return ok, wait, nil
+}
+
 // dropBefore removes the times not after cutoff from the front of ts (oldest first).
 func dropBefore(ts []time.Time, cutoff time.Time) []time.Time {
 	i := 0
@@ -126,7 +149,7 @@ func dropBefore(ts []time.Time, cutoff time.Time) []time.Time {
 }
 
 // maybeSweepLocked drops expired slots and sends when the last sweep is older than the sweep interval.
-func (l *Limits) maybeSweepLocked(now time.Time) {
+func (l *Counters) maybeSweepLocked(now time.Time) {
 	if now.Sub(l.lastSweep) < DefaultSweepInterval {
 		return
 	}

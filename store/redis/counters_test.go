@@ -29,7 +29,7 @@ func TestAcquireNumber(t *testing.T) {
 		{"BAfterRelease", 1, false, "CA-b", true},
 		{"ARefusedNow", 0, false, "CA-a", false},
 	}
-	nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+	nodes := []*redis.Counters{redis.NewCounters(fresh(t)), redis.NewCounters(srv.Client(t))}
 	ctx := context.Background()
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
@@ -54,11 +54,13 @@ func TestAcquireNumber(t *testing.T) {
 }
 
 func TestAcquireNumberExpires(t *testing.T) {
-	l := redis.NewLimits(fresh(t))
+	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	if ok, err := l.AcquireNumber(ctx, "+15550001111", "dead-node-call", 50*time.Millisecond); err != nil || !ok {
 		t.Fatalf("AcquireNumber = %v, %v", ok, err)
 	}
+	// The TTL runs on Redis's clock, so poll until the slot is free; the deadline only turns a hang into
+	// a failure.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ok, err := l.AcquireNumber(ctx, "+15550001111", "CA-b", time.Minute)
@@ -71,12 +73,12 @@ func TestAcquireNumberExpires(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("a slot with a 50ms ttl was still held after 5s")
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // the poll's pace
 	}
 }
 
 func TestAcquireNumberRace(t *testing.T) {
-	nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+	nodes := []*redis.Counters{redis.NewCounters(fresh(t)), redis.NewCounters(srv.Client(t))}
 	const n = 20
 	var (
 		wg   sync.WaitGroup
@@ -116,7 +118,7 @@ func TestCountSend(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+			nodes := []*redis.Counters{redis.NewCounters(fresh(t)), redis.NewCounters(srv.Client(t))}
 			var (
 				wg      sync.WaitGroup
 				mu      sync.Mutex
@@ -164,7 +166,7 @@ func TestCountSend(t *testing.T) {
 }
 
 func TestCountSendWindowSlides(t *testing.T) {
-	l := redis.NewLimits(fresh(t))
+	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	const window = 300 * time.Millisecond
 	for i := range 2 {
@@ -176,15 +178,16 @@ func TestCountSendWindowSlides(t *testing.T) {
 	if err != nil || ok || retry <= 0 || retry > window {
 		t.Fatalf("third send = %v, %v, %v; want refused with retryAfter in (0, %v]", ok, retry, err, window)
 	}
-	// Waiting out retryAfter is the point of the test: the oldest send must have left the window.
+	// Waiting out retryAfter is the point of the test: real time must pass on Redis's clock for the
+	// oldest send to leave the window, and retryAfter is the limiter's own word for how much.
 	time.Sleep(retry)
 	if ok, retry, err := l.CountSend(ctx, "+15550001111", window, 2); err != nil || !ok {
 		t.Fatalf("after waiting retryAfter: %v, %v, %v; want allowed", ok, retry, err)
 	}
 }
 
-func TestLimitsRefuseBadArguments(t *testing.T) {
-	l := redis.NewLimits(fresh(t))
+func TestCountersRefuseBadArguments(t *testing.T) {
+	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	tests := []struct {
 		name string
@@ -226,7 +229,7 @@ func TestTakeTokenShared(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			nodes := []*redis.Limits{redis.NewLimits(fresh(t)), redis.NewLimits(srv.Client(t))}
+			nodes := []*redis.Counters{redis.NewCounters(fresh(t)), redis.NewCounters(srv.Client(t))}
 			ctx := context.Background()
 			var (
 				wg      sync.WaitGroup
@@ -252,6 +255,8 @@ func TestTakeTokenShared(t *testing.T) {
 								t.Errorf("refused with wait %v", wait)
 								return
 							}
+							// A client obeying the limiter: the budget refills on Redis's clock, and
+							// wait is the limiter's own word for when.
 							time.Sleep(wait)
 							continue
 						}
@@ -278,7 +283,7 @@ func TestTakeTokenShared(t *testing.T) {
 }
 
 func TestTakeTokenIndependentKeys(t *testing.T) {
-	l := redis.NewLimits(fresh(t))
+	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	for _, key := range []string{"global", "trunk-a", "trunk-b"} {
 		if ok, _, err := l.TakeToken(ctx, key, 1, 1); err != nil || !ok {
@@ -292,7 +297,7 @@ func TestTakeTokenIndependentKeys(t *testing.T) {
 }
 
 func TestNumberHolder(t *testing.T) {
-	l := redis.NewLimits(fresh(t))
+	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	if h, left, err := l.NumberHolder(ctx, "+15550001111"); h != "" || left != 0 || err != nil {
 		t.Fatalf("free slot: %q %v %v", h, left, err)

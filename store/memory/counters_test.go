@@ -9,9 +9,60 @@ import (
 	"github.com/voiceotp/voiceotp/store/memory"
 )
 
-func TestLimitsLiveCall(t *testing.T) {
+// TestCountersTakeToken walks budgets on the store's clock: a burst of 1 spaces grants by 1/rate even
+// after an idle period, a larger burst lets that many through at once, keys are independent, and bad
+// arguments are refused.
+func TestCountersTakeToken(t *testing.T) {
 	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	l := memory.NewLimits(memory.WithClock(c.now))
+	l := memory.NewCounters(memory.WithClock(c.now))
+	ctx := context.Background()
+	steps := []struct {
+		name     string
+		key      string
+		burst    int
+		advance  time.Duration // before the step
+		wantOK   bool
+		wantWait time.Duration
+	}{
+		{"First", "calls", 1, 0, true, 0},
+		{"TooSoon", "calls", 1, 0, false, 100 * time.Millisecond},
+		{"OtherKey", "trunk:a", 1, 0, true, 0},
+		{"StillTooSoon", "calls", 1, 60 * time.Millisecond, false, 40 * time.Millisecond},
+		{"AfterInterval", "calls", 1, 40 * time.Millisecond, true, 0},
+		{"AfterIdleOne", "calls", 1, time.Hour, true, 0},
+		{"AfterIdleNotTwo", "calls", 1, 0, false, 100 * time.Millisecond},
+		{"Burst3a", "burst", 3, 0, true, 0},
+		{"Burst3b", "burst", 3, 0, true, 0},
+		{"Burst3c", "burst", 3, 0, true, 0},
+		{"Burst3Exhausted", "burst", 3, 0, false, 100 * time.Millisecond},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			c.set(c.now().Add(st.advance))
+			ok, wait, err := l.TakeToken(ctx, st.key, 10, st.burst)
+			if err != nil || ok != st.wantOK || wait != st.wantWait {
+				t.Fatalf("TakeToken(%s) = %v, %v, %v; want %v, %v", st.key, ok, wait, err, st.wantOK, st.wantWait)
+			}
+		})
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	for name, call := range map[string]func() error{
+		"ZeroRate":    func() error { _, _, err := l.TakeToken(ctx, "k", 0, 1); return err },
+		"NegRate":     func() error { _, _, err := l.TakeToken(ctx, "k", -1, 1); return err },
+		"ContextDone": func() error { _, _, err := l.TakeToken(canceled, "k", 1, 1); return err },
+	} {
+		t.Run(name, func(t *testing.T) {
+			if call() == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+}
+
+func TestCountersLiveCall(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	l := memory.NewCounters(memory.WithClock(c.now))
 	ctx := context.Background()
 	const n = "+15550001111"
 	steps := []struct {
@@ -43,9 +94,9 @@ func TestLimitsLiveCall(t *testing.T) {
 	}
 }
 
-func TestLimitsCountSendSlides(t *testing.T) {
+func TestCountersCountSendSlides(t *testing.T) {
 	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	l := memory.NewLimits(memory.WithClock(c.now))
+	l := memory.NewCounters(memory.WithClock(c.now))
 	ctx := context.Background()
 	for i := range 3 {
 		if ok, _, err := l.CountSend(ctx, "+1555", time.Hour, 3); !ok || err != nil {
@@ -66,8 +117,8 @@ func TestLimitsCountSendSlides(t *testing.T) {
 	}
 }
 
-func TestLimitsAcquireRace(t *testing.T) {
-	l := memory.NewLimits()
+func TestCountersAcquireRace(t *testing.T) {
+	l := memory.NewCounters()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	won := 0

@@ -1,4 +1,4 @@
-package admit
+package cpugate
 
 import (
 	"context"
@@ -115,6 +115,7 @@ func TestSurgeIsLetInALittleAtATime(t *testing.T) {
 				if err := g.Wait(context.Background()); err != nil {
 					break
 				}
+				g.Started()
 				m.admitted = append(m.admitted, m.now)
 			}
 			m.now = m.now.Add(time.Hour)

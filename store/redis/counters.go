@@ -12,32 +12,33 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// Limits are the counters that every node sharing one Redis must agree on, so that a limit holds for
-// the deployment and not per process: at most one live call per destination number
-// ([Limits.AcquireNumber]), sends per number per window ([Limits.CountSend]), and calls-per-second
-// budgets, global or per key such as a trunk ([Limits.TakeToken]).
+// Counters are the counters and rate limiters that every node sharing one Redis must agree on, so that
+// a limit holds for the deployment and not per process: at most one live call per destination number
+// ([Counters.AcquireNumber]), sends per number per window ([Counters.CountSend]), and calls-per-second
+// budgets, global or per key such as a trunk or the call queue ([Counters.TakeToken]). They have the
+// same methods and meaning as the memory store's Counters, which hold for one process.
 //
 // Each method is one Lua script on one key, so it is atomic and Cluster-safe, and keeps time by Redis's
 // clock (TIME), never by the calling node's. It is safe for concurrent use and holds nothing but the
 // client, which the caller closes. A done ctx returns an error wrapping ctx's error; an unreachable
 // Redis returns an error within the client's timeouts and never reports a limit as free.
-type Limits struct {
+type Counters struct {
 	c goredis.UniversalClient
 	o options
 }
 
-// NewLimits returns Limits on c. Of the options only WithKeyPrefix applies; every node must use the
-// same prefix. c is required (NewLimits panics if it is nil); Limits does not close it.
-func NewLimits(c goredis.UniversalClient, opts ...Option) *Limits {
+// NewCounters returns Counters on c. Of the options only WithKeyPrefix applies; every node must use the
+// same prefix. c is required (NewCounters panics if it is nil); Counters does not close it.
+func NewCounters(c goredis.UniversalClient, opts ...Option) *Counters {
 	if c == nil {
-		panic("redis: NewLimits needs a client")
+		panic("redis: NewCounters needs a client")
 	}
-	return &Limits{c: c, o: buildOptions(opts)}
+	return &Counters{c: c, o: buildOptions(opts)}
 }
 
-func (l *Limits) liveKey(number string) string  { return l.o.prefix + "live:{" + number + "}" }
-func (l *Limits) sendsKey(number string) string { return l.o.prefix + "sends:{" + number + "}" }
-func (l *Limits) rateKey(key string) string     { return l.o.prefix + "rate:{" + key + "}" }
+func (l *Counters) liveKey(number string) string  { return l.o.prefix + "live:{" + number + "}" }
+func (l *Counters) sendsKey(number string) string { return l.o.prefix + "sends:{" + number + "}" }
+func (l *Counters) rateKey(key string) string     { return l.o.prefix + "rate:{" + key + "}" }
 
 // acquireLive takes or renews the live-call slot of a number.
 //
@@ -73,7 +74,7 @@ return 0
 // whether it is: ok is false when another holder has it. Acquiring again with the same holder renews the
 // TTL, so a long call can keep its slot. The slot frees itself after ttl if its holder dies; a live call
 // should therefore use a ttl above its maximum length, or renew. ttl must be positive.
-func (l *Limits) AcquireNumber(ctx context.Context, number, holder string, ttl time.Duration) (ok bool, err error) {
+func (l *Counters) AcquireNumber(ctx context.Context, number, holder string, ttl time.Duration) (ok bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("redis: acquire number: %w", err)
 	}
@@ -89,7 +90,7 @@ func (l *Limits) AcquireNumber(ctx context.Context, number, holder string, ttl t
 
 // ReleaseNumber frees number's live-call slot if holder has it; if the slot expired or passed to another
 // holder, it leaves it alone and returns nil.
-func (l *Limits) ReleaseNumber(ctx context.Context, number, holder string) error {
+func (l *Counters) ReleaseNumber(ctx context.Context, number, holder string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redis: release number: %w", err)
 	}
@@ -102,7 +103,7 @@ func (l *Limits) ReleaseNumber(ctx context.Context, number, holder string) error
 // NumberHolder returns who holds number's live-call slot and for how much longer; holder is "" when
 // the slot is free. It only reads, so it is advice (the slot may change hands right after): use it to
 // refuse early, and AcquireNumber to decide.
-func (l *Limits) NumberHolder(ctx context.Context, number string) (holder string, left time.Duration, err error) {
+func (l *Counters) NumberHolder(ctx context.Context, number string) (holder string, left time.Duration, err error) {
 	if err := ctx.Err(); err != nil {
 		return "", 0, fmt.Errorf("redis: number holder: %w", err)
 	}
@@ -143,7 +144,7 @@ return {1, 0}
 // reports ok. Otherwise it records nothing and returns ok == false with retryAfter, the time until the
 // oldest counted send leaves the window (for a Retry-After header). The window slides: a send counts for
 // exactly window after it, by Redis's clock. window and limit must be positive.
-func (l *Limits) CountSend(ctx context.Context, number string, window time.Duration, limit int) (ok bool, retryAfter time.Duration, err error) {
+func (l *Counters) CountSend(ctx context.Context, number string, window time.Duration, limit int) (ok bool, retryAfter time.Duration, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, 0, fmt.Errorf("redis: count send: %w", err)
 	}
@@ -188,13 +189,14 @@ return {1, 0, now}
 // holds at most burst (at least 1). ok is false when no token is free; then wait is how long until one
 // will be, and nothing was taken. All nodes calling with the same key share the budget. rate must be
 // positive; a burst below 1 counts as 1. Every caller of one key should pass the same rate and burst.
-func (l *Limits) TakeToken(ctx context.Context, key string, rate float64, burst int) (ok bool, wait time.Duration, err error) {
-	ok, wait, _, err = l.take(ctx, key, rate, burst)
+func (l *Counters) TakeToken(ctx context.Context, key string, rate float64, burst int) (ok bool, wait time.Duration, err error) {
+	ok, wait, _, err = l.TakeTokenAt(ctx, key, rate, burst)
 	return ok, wait, err
 }
 
-// take is TakeToken that also returns Redis's time of the decision.
-func (l *Limits) take(ctx context.Context, key string, rate float64, burst int) (bool, time.Duration, time.Time, error) {
+// TakeTokenAt is TakeToken that also returns at, Redis's time of the decision: the clock the budget
+// is kept by, so that the spacing of grants can be checked without the skew of the nodes' clocks.
+func (l *Counters) TakeTokenAt(ctx context.Context, key string, rate float64, burst int) (ok bool, wait time.Duration, at time.Time, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, 0, time.Time{}, fmt.Errorf("redis: take token: %w", err)
 	}
