@@ -13,17 +13,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/voiceotp/voiceotp/webhook"
-	"github.com/voiceotp/voiceotp/callflow"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/voiceotp/voiceotp/calls"
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/otp"
-	"github.com/voiceotp/voiceotp/sip"
 	"github.com/voiceotp/voiceotp/store/memory"
+	"github.com/voiceotp/voiceotp/webhook"
 )
 
 const testKey = "test_key_0123456789"
 
-// recordingQueue is a fake Enqueuer that records jobs.
+// recordingQueue is a dispatch.Queue that records jobs and never runs them.
 type recordingQueue struct {
 	mu   sync.Mutex // guards jobs and full
 	jobs []dispatch.Job
@@ -39,6 +40,13 @@ func (q *recordingQueue) Enqueue(_ context.Context, j dispatch.Job) error {
 	q.jobs = append(q.jobs, j)
 	return nil
 }
+
+func (q *recordingQueue) Run(ctx context.Context, _ dispatch.Caller, _ dispatch.Handler) error {
+	<-ctx.Done()
+	return nil
+}
+
+func (q *recordingQueue) Stats() dispatch.Stats { return dispatch.Stats{} }
 
 func (q *recordingQueue) count() int {
 	q.mu.Lock()
@@ -67,14 +75,22 @@ func (c *fakeClock) advance(d time.Duration) {
 type harness struct {
 	t     *testing.T
 	srv   *Server
+	calls *calls.Calls
 	svc   *otp.Service
+	store *memory.Store
 	queue *recordingQueue
 	clock *fakeClock
 	logs  *bytes.Buffer
 	h     http.Handler
 }
 
+// newHarness serves the API over a real calls.Calls on the memory store, with a queue that records jobs.
 func newHarness(t *testing.T, keys ...string) *harness {
+	t.Helper()
+	return newHarnessWith(t, calls.Config{}, keys...)
+}
+
+func newHarnessWith(t *testing.T, ccfg calls.Config, keys ...string) *harness {
 	t.Helper()
 	if keys == nil {
 		keys = []string{testKey}
@@ -86,15 +102,21 @@ func newHarness(t *testing.T, keys ...string) *harness {
 		t.Fatal(err)
 	}
 	logs := &bytes.Buffer{}
-	srv, err := New(svc, Config{APIKeys: keys},
-		WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
-		WithClock(clock.now), WithWebhooks(webhook.NewSender(webhook.Config{Secret: []byte("whsec_test")})))
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	q := &recordingQueue{}
+	reg := prometheus.NewRegistry()
+	ccfg.Logger, ccfg.Registry = logger, reg
+	c, err := calls.New(svc, q, ccfg, calls.WithClock(clock.now),
+		calls.WithNumberSlots(memory.NewCounters(memory.WithClock(clock.now))),
+		calls.WithWebhooks(webhook.NewSender(webhook.Config{Secret: []byte("whsec_test")})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := &recordingQueue{}
-	srv.SetQueue(q)
-	return &harness{t: t, srv: srv, svc: svc, queue: q, clock: clock, logs: logs, h: srv.Handler()}
+	srv, err := New(c, st, Config{APIKeys: keys, Logger: logger, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, srv: srv, calls: c, svc: svc, store: st, queue: q, clock: clock, logs: logs, h: srv.Handler()}
 }
 
 type response struct {
@@ -431,91 +453,6 @@ func TestCancel(t *testing.T) {
 	if r := h.do("POST", "/v1/verifications/"+id+"/cancel", ""); r.status != 410 {
 		t.Errorf("second cancel: %d", r.status)
 	}
-	// The queued job is never dialled.
-	if _, err := h.srv.Prepare(context.Background(), h.queue.jobs[0]); !errorsIsSkip(err) {
-		t.Errorf("Prepare of a canceled verification: %v, want dispatch.ErrSkip", err)
-	}
-}
-
-func TestPrepareSkipsExpired(t *testing.T) {
-	h := newHarness(t)
-	h.start("+15551234567")
-	h.clock.advance(11 * time.Minute)
-	if _, err := h.srv.Prepare(context.Background(), h.queue.jobs[0]); !errorsIsSkip(err) {
-		t.Errorf("Prepare of an expired verification: %v, want dispatch.ErrSkip", err)
-	}
-}
-
-// The call record follows the events and the result, exactly.
-func TestCallRecord(t *testing.T) {
-	h := newHarness(t)
-	id := h.start("+15551234567")
-	j := h.queue.jobs[0]
-	req, err := h.srv.Prepare(context.Background(), j)
-	if err != nil || req.Code != h.code(id) || req.Number != "+15551234567" {
-		t.Fatalf("Prepare: %v", err)
-	}
-	t0 := h.clock.now()
-	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	yes := true
-	events := []callflow.Event{
-		{Type: callflow.EventDialing, At: at(0)},
-		{Type: callflow.EventProvisional, At: at(10), SIPStatus: 100, Reason: "Trying"},
-		{Type: callflow.EventProvisional, At: at(50), SIPStatus: 180, Reason: "Ringing"},
-		{Type: callflow.EventAnswered, At: at(2050), SIPStatus: 200},
-		{Type: callflow.EventChallenge, At: at(2051), N: 1, Digit: "7"},
-		{Type: callflow.EventDigit, At: at(4000), Digit: "7", Accepted: &yes},
-		{Type: callflow.EventGatePassed, At: at(4001)},
-		{Type: callflow.EventCodePlayed, At: at(9000), N: 1},
-	}
-	for _, e := range events {
-		h.srv.Event(j, e)
-	}
-	v, _ := h.svc.Get(context.Background(), id)
-	c := v.Calls[0]
-	if c.Status != otp.CallAnswered || c.RingingAt == nil || !c.RingingAt.Equal(at(50)) || c.CodePlays != 1 || !c.ChallengeDigitOK || len(c.Events) != len(events) {
-		t.Errorf("mid-call record: %+v", c)
-	}
-	h.srv.Finish(j, &callflow.Result{
-		Outcome: callflow.Delivered, SIPStatus: 200, HangupBy: "local", HangupCause: "completed",
-		DialedAt: at(0), RingingAt: at(50), AnsweredAt: at(2050), GatePassedAt: at(4001), EndedAt: at(16050),
-		ChallengeDigitOK: true, CodePlays: 2,
-	})
-	r := h.do("GET", "/v1/verifications/"+id, "")
-	call := r.json(t)["calls"].([]any)[0].(map[string]any)
-	for k, want := range map[string]any{"status": "delivered", "sip_status": 200.0, "hangup_by": "local", "hangup_cause": "completed",
-		"ring_ms": 2050.0, "talk_ms": 14000.0, "challenge_digit_ok": true, "code_plays": 2.0} {
-		if call[k] != want {
-			t.Errorf("call.%s = %v, want %v", k, call[k], want)
-		}
-	}
-	for _, k := range []string{"queued_at", "dialed_at", "ringing_at", "answered_at", "gate_passed_at", "ended_at"} {
-		if _, ok := call[k]; !ok {
-			t.Errorf("call has no %s", k)
-		}
-	}
-	metrics := h.do("GET", "/metrics", "")
-	for _, want := range []string{`ivr_calls_total{outcome="delivered"} 1`, "ivr_active_calls 0", "ivr_call_setup_seconds_count 1"} {
-		if !bytes.Contains(metrics.body, []byte(want)) {
-			t.Errorf("/metrics lacks %q", want)
-		}
-	}
-	if strings.Contains(h.logs.String()+string(r.body)+string(metrics.body), req.Code) {
-		t.Error("the code appears in a log line or a response")
-	}
-}
-
-func TestInvalidNumberFailsTheVerification(t *testing.T) {
-	h := newHarness(t)
-	id := h.start("+15551234567")
-	j := h.queue.jobs[0]
-	if _, err := h.srv.Prepare(context.Background(), j); err != nil {
-		t.Fatal(err)
-	}
-	h.srv.Finish(j, &callflow.Result{Outcome: callflow.InvalidNumber, SIPStatus: 404})
-	if r := h.do("GET", "/v1/verifications/"+id, ""); r.json(t)["status"] != "failed" {
-		t.Errorf("status after 404: %s", r.body)
-	}
 }
 
 func TestNoKeysMeansNoAuth(t *testing.T) {
@@ -526,7 +463,7 @@ func TestNoKeysMeansNoAuth(t *testing.T) {
 	if rec.Code != 201 {
 		t.Errorf("status %d", rec.Code)
 	}
-	if _, err := New(h.svc, Config{APIKeys: []string{" "}}); err == nil {
+	if _, err := New(h.calls, h.store, Config{APIKeys: []string{" "}}); err == nil {
 		t.Error("a blank API key was accepted")
 	}
 }
@@ -541,23 +478,19 @@ func TestUnknownEndpoint(t *testing.T) {
 	}
 }
 
-func errorsIsSkip(err error) bool {
-	return err != nil && strings.Contains(err.Error(), dispatch.ErrSkip.Error())
-}
-
 func TestTrunksEndpoint(t *testing.T) {
 	h := newHarness(t)
 	if r := h.do("GET", "/v1/trunks", ""); r.status != 404 {
 		t.Errorf("without trunk status: %d", r.status)
 	}
 	exp := time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)
-	srv, _ := New(h.svc, Config{APIKeys: []string{testKey}}, WithTrunks(func() []sip.TrunkStatus {
-		return []sip.TrunkStatus{
-			{Name: "a", URI: "sip:a.example:5060", Transport: sip.TransportUDP, Probed: true, Up: true, RTT: 12500 * time.Microsecond,
-				LastProbe: exp, Register: true, Registered: true, RegisterExpires: exp, Active: 3, LastStatus: 200},
-			{Name: "b", URI: "sips:b.example:5061", Transport: sip.TransportTLS, Probed: true, LastError: "tls: bad certificate"},
+	srv, _ := New(h.calls, h.store, Config{APIKeys: []string{testKey}, Trunks: func() []Trunk {
+		return []Trunk{
+			{Name: "a", URI: "sip:a.example:5060", Transport: "udp", State: "up", RTTMS: 12.5,
+				LastProbe: &exp, Register: true, Registered: true, RegisterExpires: &exp, ActiveChannels: 3, LastStatus: 200},
+			{Name: "b", URI: "sips:b.example:5061", Transport: "tls", State: "down", LastError: "tls: bad certificate"},
 		}
-	}))
+	}})
 	h.h = srv.Handler()
 	r := h.do("GET", "/v1/trunks", "")
 	if r.status != 200 {

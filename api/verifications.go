@@ -14,10 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/voiceotp/voiceotp/webhook"
-	"github.com/voiceotp/voiceotp/dispatch"
+	"github.com/voiceotp/voiceotp/calls"
 	"github.com/voiceotp/voiceotp/otp"
-	"github.com/voiceotp/voiceotp/sip"
 )
 
 // startRequest is the body of POST /v1/verifications.
@@ -68,13 +66,13 @@ func (s *Server) validateStart(req *startRequest) *requestError {
 	if req.To == "" {
 		return badRequest("missing_field", "to is required (E.164, e.g. +15551234567)")
 	}
-	if err := sip.ValidateE164(req.To); err != nil {
+	if err := calls.ValidNumber(req.To); err != nil {
 		return badRequest("invalid_number", "to must be an E.164 number: '+' and 8 to 15 digits")
 	}
 	if req.Channel != "" && req.Channel != "call" {
 		return badRequest("invalid_channel", "channel must be \"call\"")
 	}
-	if req.CallerID != "" && sip.ValidateE164(req.CallerID) != nil {
+	if req.CallerID != "" && calls.ValidNumber(req.CallerID) != nil {
 		return badRequest("invalid_caller_id", "caller_id must be an E.164 number")
 	}
 	if req.CodeLength < 0 || req.CodeLength > 10 {
@@ -112,13 +110,10 @@ func (s *Server) validateCallback(raw string) *requestError {
 	if u.Scheme == "http" && !s.cfg.AllowHTTPCallbacks {
 		return badRequest("invalid_callback_url", "callback_url must use https")
 	}
-	if s.hooks == nil {
+	switch err := s.v.CheckCallback(raw); {
+	case errors.Is(err, calls.ErrNoWebhooks):
 		return badRequest("invalid_callback_url", "this server sends no webhooks (no webhook secret is configured)")
-	}
-	switch err := s.hooks.Accepts(raw); {
-	case errors.Is(err, webhook.ErrNoSecret):
-		return badRequest("invalid_callback_url", "this server sends no webhooks (no webhook secret is configured)")
-	case errors.Is(err, webhook.ErrPrivateAddress):
+	case errors.Is(err, calls.ErrPrivateCallback):
 		return badRequest("invalid_callback_url", "callback_url must point to a public address")
 	case err != nil:
 		return badRequest("invalid_callback_url", "callback_url is not a valid URL")
@@ -164,15 +159,7 @@ func (rp reply) write(w http.ResponseWriter) {
 	writeJSON(w, rp.status, rp.body)
 }
 
-// busyRetryAfter caps the Retry-After of a start refused because the number
-// has a live call: the slot lasts up to MaxCallLength, but calls end sooner.
-const busyRetryAfter = 30 * time.Second
-
-// unavailableRetryAfter is the Retry-After of a 503 (store, Redis or queue).
-const unavailableRetryAfter = 2 * time.Second
-
-// doStart validates, applies the number's limits, creates (or joins) the
-// verification, and queues a call unless it joined one in progress.
+// doStart validates the request and hands it to the verifications; their refusals become statuses.
 func (s *Server) doStart(ctx context.Context, body []byte) reply {
 	var req startRequest
 	if rerr := decodeStrict(body, &req); rerr != nil {
@@ -181,113 +168,46 @@ func (s *Server) doStart(ctx context.Context, body []byte) reply {
 	if rerr := s.validateStart(&req); rerr != nil {
 		return errorReply(rerr.status, rerr.code, rerr.msg)
 	}
-	q := s.enqueuer()
-	if q == nil {
-		return errorReply(http.StatusServiceUnavailable, "unavailable", "the call queue is not running")
-	}
-	if rp, ok := s.admit(ctx, req.To); !ok {
-		return rp
-	}
-	v, callID, created, err := s.svc.Start(ctx, otp.StartRequest{
+	v, created, err := s.v.Start(ctx, calls.StartRequest{
 		To: req.To, Locale: req.Locale, CodeLength: req.CodeLength, CustomCode: req.CustomCode,
 		CallbackURL: req.CallbackURL, CallerID: req.CallerID, Metadata: req.Metadata,
 	})
+	if err != nil {
+		return startError(err)
+	}
+	if created {
+		return reply{status: http.StatusCreated, body: view(v)}
+	}
+	return reply{status: http.StatusOK, body: view(v)}
+}
+
+// startError maps a refused start to its status, error code and Retry-After.
+func startError(err error) reply {
+	var retry *calls.RetryError
+	after := time.Duration(0)
+	if errors.As(err, &retry) {
+		after = retry.After
+	}
 	switch {
+	case errors.Is(err, calls.ErrInvalidNumber):
+		return errorReply(http.StatusBadRequest, "invalid_number", "to must be an E.164 number: '+' and 8 to 15 digits")
 	case errors.Is(err, otp.ErrInvalidRequest):
 		return errorReply(http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, otp.ErrTooManyCalls):
 		return errorReply(http.StatusTooManyRequests, "too_many_calls", "this verification has placed its maximum number of calls")
-	case err != nil:
-		s.log.Error("start failed", slog.String("error", err.Error()))
-		return reply{status: http.StatusServiceUnavailable, retryAfter: unavailableRetryAfter,
-			body: errorBody("unavailable", "the verification could not be stored")}
+	case errors.Is(err, calls.ErrNumberBusy):
+		return reply{status: http.StatusTooManyRequests, retryAfter: after,
+			body: errorBody("number_busy", "a call to this number is in progress; retry later")}
+	case errors.Is(err, calls.ErrTooManySends):
+		return reply{status: http.StatusTooManyRequests, retryAfter: after,
+			body: errorBody("too_many_sends", "this number has been sent too many codes; retry later")}
+	case errors.Is(err, calls.ErrQueueFull):
+		return reply{status: http.StatusServiceUnavailable, retryAfter: after,
+			body: errorBody("unavailable", "the call queue is full; retry later")}
+	default:
+		return reply{status: http.StatusServiceUnavailable, retryAfter: max(after, time.Second),
+			body: errorBody("unavailable", "the verification could not be started; retry later")}
 	}
-	log := s.log.With(slog.String("verification_id", v.ID), slog.String("call_id", callID))
-	if callID == "" {
-		// Joined a verification whose call is in progress: that call delivers the code.
-		s.m.verifications.WithLabelValues("joined").Inc()
-		log.Info("verification joined; its call is in progress", slog.String("to", v.To))
-		return reply{status: http.StatusOK, body: view(v)}
-	}
-	job := dispatch.Job{VerificationID: v.ID, CallID: callID, To: v.To, EnqueuedAt: s.now()}
-	if err := q.Enqueue(ctx, job); err != nil {
-		log.Warn("call not queued", slog.String("error", err.Error()))
-		if uv, uerr := s.svc.UpdateCall(context.WithoutCancel(ctx), v.ID, callID, func(c *otp.Call) {
-			c.Status = otp.CallFailed
-			c.HangupCause = "queue_full"
-			t := s.now()
-			c.EndedAt = &t
-		}); uerr == nil {
-			v = uv
-		}
-		msg := "the call queue is full; retry later"
-		if !errors.Is(err, dispatch.ErrQueueFull) {
-			msg = "the call queue is unavailable; retry later"
-		}
-		return reply{status: http.StatusServiceUnavailable, retryAfter: unavailableRetryAfter, body: errorBody("unavailable", msg)}
-	}
-	s.m.verifications.WithLabelValues(boolLabel(created)).Inc()
-	log.Info("verification started", slog.Bool("created", created), slog.String("to", v.To))
-	if created {
-		s.webhook(v, "verification.created", statusData(v))
-	}
-	status := http.StatusCreated
-	if !created {
-		status = http.StatusOK
-	}
-	return reply{status: status, body: view(v)}
-}
-
-// admit applies the per-number limits to a start for number, before anything
-// is stored: a live call of another verification to the number refuses it
-// (429 number_busy), and so does SendsPerNumber (429 too_many_sends). A
-// start for the verification that holds the live call passes, to join it.
-// When Redis (or any Limits backend) fails, the start is refused with 503:
-// a limit is never assumed free.
-func (s *Server) admit(ctx context.Context, number string) (reply, bool) {
-	if s.limits == nil {
-		return reply{}, true
-	}
-	unavailable := func(err error) (reply, bool) {
-		s.log.Error("start refused: limits unavailable", slog.String("error", err.Error()))
-		return reply{status: http.StatusServiceUnavailable, retryAfter: unavailableRetryAfter,
-			body: errorBody("unavailable", "the rate limits could not be checked")}, false
-	}
-	h, left, err := s.limits.NumberHolder(ctx, number)
-	if err != nil {
-		return unavailable(err)
-	}
-	if h != "" {
-		vid, _, _ := strings.Cut(h, "/")
-		v, err := s.svc.Get(ctx, vid)
-		switch {
-		case err == nil && v.Status == otp.StatusPending:
-			// Start joins this verification and its live call.
-		case err == nil || errors.Is(err, otp.ErrNotFound):
-			return reply{status: http.StatusTooManyRequests, retryAfter: max(time.Second, min(left, busyRetryAfter)),
-				body: errorBody("number_busy", "a call to this number is in progress; retry later")}, false
-		default:
-			return unavailable(err)
-		}
-	}
-	if s.cfg.SendsPerNumber > 0 {
-		ok, wait, err := s.limits.CountSend(ctx, number, s.cfg.SendsWindow, s.cfg.SendsPerNumber)
-		if err != nil {
-			return unavailable(err)
-		}
-		if !ok {
-			return reply{status: http.StatusTooManyRequests, retryAfter: max(time.Second, wait),
-				body: errorBody("too_many_sends", "this number has been sent too many codes; retry later")}, false
-		}
-	}
-	return reply{}, true
-}
-
-func boolLabel(b bool) string {
-	if b {
-		return "new"
-	}
-	return "joined"
 }
 
 func errorBody(code, msg string) apiError {
@@ -311,7 +231,7 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, key string, 
 	skey := "idem:" + hex.EncodeToString(scope[:])
 	sum := sha256.Sum256(body)
 	rec := otp.IdempotencyRecord{BodyHash: hex.EncodeToString(sum[:])}
-	prev, err := s.svc.Store().ClaimIdempotency(r.Context(), skey, rec, s.cfg.IdempotencyTTL)
+	prev, err := s.idem.ClaimIdempotency(r.Context(), skey, rec, s.cfg.IdempotencyTTL)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the idempotency record could not be stored")
 		return
@@ -342,7 +262,7 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, key string, 
 	if rp.status == http.StatusTooManyRequests || rp.status >= 500 {
 		ttl = releaseTTL
 	}
-	if err := s.svc.Store().CompleteIdempotency(context.WithoutCancel(r.Context()), skey, rec, ttl); err != nil {
+	if err := s.idem.CompleteIdempotency(context.WithoutCancel(r.Context()), skey, rec, ttl); err != nil {
 		s.log.Warn("idempotency record not completed", slog.String("error", err.Error()))
 	}
 	rp.header(w)
@@ -358,7 +278,7 @@ const releaseTTL = time.Millisecond
 
 // get handles GET /v1/verifications/{id}.
 func (s *Server) get(w http.ResponseWriter, r *http.Request) {
-	v, err := s.svc.Get(r.Context(), r.PathValue("id"))
+	v, err := s.v.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.domainError(w, err, nil)
 		return
@@ -394,37 +314,24 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) doCheck(w http.ResponseWriter, r *http.Request, code string) {
-	id := r.PathValue("id")
-	v, err := s.svc.Check(r.Context(), id, code)
+	v, err := s.v.Check(r.Context(), r.PathValue("id"), code)
 	switch {
-	case err == nil:
-		s.m.checks.WithLabelValues("approved").Inc()
-		s.log.Info("verification approved", slog.String("verification_id", id))
-		s.webhook(v, "verification.approved", statusData(v))
-		writeJSON(w, http.StatusOK, checkResponse{ID: v.ID, Status: v.Status, AttemptsLeft: v.AttemptsLeft()})
-	case errors.Is(err, otp.ErrWrongCode):
-		s.m.checks.WithLabelValues("wrong").Inc()
+	case err == nil, errors.Is(err, otp.ErrWrongCode):
 		writeJSON(w, http.StatusOK, checkResponse{ID: v.ID, Status: v.Status, AttemptsLeft: v.AttemptsLeft()})
 	case errors.Is(err, otp.ErrMaxAttempts):
-		s.m.checks.WithLabelValues("locked").Inc()
-		if v != nil && v.FailedChecks == v.MaxChecks {
-			s.webhook(v, "verification.max_attempts_reached", statusData(v))
-		}
 		writeError(w, http.StatusTooManyRequests, "max_attempts_reached", "too many wrong codes; start a new verification")
 	default:
-		s.m.checks.WithLabelValues("refused").Inc()
 		s.domainError(w, err, v)
 	}
 }
 
 // cancel handles POST /v1/verifications/{id}/cancel.
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
-	v, err := s.svc.Cancel(r.Context(), r.PathValue("id"))
+	v, err := s.v.Cancel(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.domainError(w, err, v)
 		return
 	}
-	s.webhook(v, "verification.canceled", statusData(v))
 	writeJSON(w, http.StatusOK, view(v))
 }
 

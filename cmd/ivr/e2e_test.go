@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/voiceotp/voiceotp/webhook"
 	"github.com/voiceotp/voiceotp/loadtest"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/prompts"
+	"github.com/voiceotp/voiceotp/webhook"
 )
 
 // End-to-end: the whole server (newApp, as `ivr serve` builds it) and a

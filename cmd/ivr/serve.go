@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/voiceotp/voiceotp/api"
-	"github.com/voiceotp/voiceotp/webhook"
 	"github.com/voiceotp/voiceotp/callflow"
+	"github.com/voiceotp/voiceotp/calls"
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/dispatch/streams"
 	"github.com/voiceotp/voiceotp/media"
@@ -25,6 +25,7 @@ import (
 	"github.com/voiceotp/voiceotp/sip"
 	"github.com/voiceotp/voiceotp/store/memory"
 	redisstore "github.com/voiceotp/voiceotp/store/redis"
+	"github.com/voiceotp/voiceotp/webhook"
 
 	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
@@ -75,56 +76,37 @@ func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log.format: want text or json, not %q", format)
 }
 
-// app is one running server: SIP UA, call runner, store, queue, webhooks
-// and the HTTP API. run owns all their goroutines.
+// app is one running server: SIP UA, call runner, store, queue, the life
+// of calls, webhooks and the HTTP API. run owns all their goroutines.
 type app struct {
 	cfg    serveConfig
 	log    *slog.Logger
 	ua     *sip.UA
 	trunks *sip.Trunks
-	svc    *otp.Service
-	api    *api.Server
-	back   *backend
+	runner *callflow.Runner
+	calls  *calls.Calls
 	queue  dispatch.Queue
+	back   *backend
 	hooks  *webhook.Sender
 	ln     net.Listener
 	server *http.Server
 	mux    *media.Mux // the shared RTP lanes in media.mode dense; nil otherwise
 }
 
-// newApp validates cfg (errors name the field) and builds the server. The
-// SIP and HTTP sockets are bound here, so their addresses are known.
+// settings are the parts of serveConfig that are validated and converted
+// before anything is built.
+type settings struct {
+	trunks   []sip.TrunkConfig
+	call     callflow.Config
+	dense    bool
+	dispatch dispatch.Config
+}
+
+// newApp validates cfg (errors name the field) and builds the server, one
+// way: store → otp → queue → calls → api. The SIP and HTTP sockets are bound
+// here, so their addresses are known.
 func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
-	tcs, err := trunkConfigs(cfg, os.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	listen, err := netip.ParseAddrPort(cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: want IP:port, not %q", cfg.Listen)
-	}
-	if len(cfg.APIKeys) == 0 && !listen.Addr().IsLoopback() {
-		return nil, errors.New("api_keys: serving without an API key is refused unless listen is a loopback address")
-	}
-	ccfg, err := callConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	dense, err := mediaMode(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Limits.SendsPerNumber < 0 {
-		return nil, errors.New("limits.sends_per_number: must not be negative")
-	}
-	if cfg.Limits.SendsPerNumber > 0 && cfg.Limits.SendsWindow <= 0 {
-		return nil, errors.New("limits.sends_window: must be positive")
-	}
-	dcfg, err := dispatchConfig(cfg, logger)
-	if err != nil {
-		return nil, err
-	}
-	catalog, err := prompts.Load("en")
+	set, err := validateServe(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -132,93 +114,185 @@ func newApp(cfg serveConfig, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	ua, err := sip.NewUA(sip.Config{
-		ListenAddr: cfg.SIP.Listen, AdvertiseHost: cfg.SIP.AdvertiseHost, FromUser: cfg.SIP.FromUser,
-		Logger: logger, Trace: cfg.SIP.Trace,
-	})
-	if err != nil {
-		back.close()
-		return nil, fmt.Errorf("sip: %w", err)
-	}
-	var mux *media.Mux
-	fail := func(err error) (*app, error) {
-		if mux != nil {
-			mux.Close()
-		}
-		ua.Close()
-		back.close()
+	a := &app{cfg: cfg, log: logger, back: back}
+	if err := a.build(set); err != nil {
+		a.close()
 		return nil, err
 	}
-	trunks, err := sip.NewTrunks(ua, tcs)
+	return a, nil
+}
+
+// validateServe checks the fields that need no socket and no store.
+func validateServe(cfg serveConfig, logger *slog.Logger) (settings, error) {
+	var set settings
+	var err error
+	if set.trunks, err = trunkConfigs(cfg, os.Getenv); err != nil {
+		return set, err
+	}
+	listen, err := netip.ParseAddrPort(cfg.Listen)
 	if err != nil {
-		return fail(err)
+		return set, fmt.Errorf("listen: want IP:port, not %q", cfg.Listen)
 	}
-	if sb, ok := back.limits.(sip.SharedBudget); ok && back.redis != nil {
-		trunks.ShareCPS(sb) // a trunk's max_cps holds across all nodes
+	if len(cfg.APIKeys) == 0 && !listen.Addr().IsLoopback() {
+		return set, errors.New("api_keys: serving without an API key is refused unless listen is a loopback address")
 	}
-	if !ccfg.MediaIP.IsValid() {
-		ccfg.MediaIP = ua.LocalAddr().Addr()
+	if set.call, err = callConfig(cfg); err != nil {
+		return set, err
 	}
-	ropts := []callflow.Option{callflow.WithLogger(logger)}
-	if dense {
-		if mux, err = media.NewMux(media.MuxConfig{IP: ccfg.MediaIP, Ports: ccfg.Ports, Lanes: cfg.Media.Lanes}); err != nil {
-			return fail(fmt.Errorf("media: %w", err))
-		}
-		ropts = append(ropts, callflow.WithMux(mux))
+	if set.dense, err = mediaMode(cfg); err != nil {
+		return set, err
 	}
-	runner, err := callflow.New(trunks, catalog, ccfg, ropts...)
-	if err != nil {
-		return fail(fmt.Errorf("call: %w", err))
+	if cfg.Limits.SendsPerNumber < 0 {
+		return set, errors.New("limits.sends_per_number: must not be negative")
 	}
-	svc, err := otp.NewService(back.store, otp.Config{
+	if cfg.Limits.SendsPerNumber > 0 && cfg.Limits.SendsWindow <= 0 {
+		return set, errors.New("limits.sends_window: must be positive")
+	}
+	set.dispatch, err = dispatchConfig(cfg, logger)
+	return set, err
+}
+
+// build makes the parts of a in the order they depend on each other; on an
+// error the caller closes what was made.
+func (a *app) build(set settings) error {
+	cfg, logger := a.cfg, a.log
+	if err := a.buildCaller(set); err != nil {
+		return err
+	}
+	svc, err := otp.NewService(a.back.store, otp.Config{
 		CodeLength: cfg.OTP.CodeLength, AllowShortCodes: cfg.OTP.AllowShortCodes, TTL: cfg.OTP.TTL,
 		MaxChecks: cfg.OTP.MaxChecks, MaxCalls: cfg.OTP.MaxCalls,
 	})
 	if err != nil {
-		return fail(fmt.Errorf("otp: %w", err))
+		return fmt.Errorf("otp: %w", err)
 	}
-	hooks := webhook.NewSender(webhook.Config{
+	a.hooks = webhook.NewSender(webhook.Config{
 		Secret: []byte(cfg.Webhook.Secret), MaxAttempts: cfg.Webhook.MaxAttempts, Logger: logger,
 		AllowPrivate: cfg.Webhook.AllowPrivate,
 	})
 	reg := prometheus.NewRegistry()
-	srv, err := api.New(svc, api.Config{
-		APIKeys: cfg.APIKeys, AllowHTTPCallbacks: cfg.Webhook.AllowHTTP,
-		Node: back.node, MaxCallLength: maxCallLength(ccfg, len(tcs)),
+	a.queue = a.back.queue(set.dispatch, cfg.Redis.Lease)
+	a.calls, err = calls.New(svc, a.queue, calls.Config{
+		Node: a.back.node, MaxCallLength: maxCallLength(set.call, len(set.trunks)),
 		SendsPerNumber: cfg.Limits.SendsPerNumber, SendsWindow: cfg.Limits.SendsWindow,
-	}, api.WithLogger(logger), api.WithWebhooks(hooks), api.WithTrunks(trunks.Status), api.WithLimits(back.limits),
-		api.WithRegistry(reg))
+		Logger: logger, Registry: reg,
+	}, a.back.callsOptions(a.hooks)...)
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	var queue dispatch.Queue
-	if back.redis != nil {
-		// The CPS budget is the whole deployment's, shared through Redis;
-		// max_concurrent, max_cpu and drain_timeout are this node's.
-		queue = streams.New(back.redis, runner, srv, streams.Config{Config: dcfg, Consumer: back.node, Lease: cfg.Redis.Lease})
-	} else {
-		queue = dispatch.NewMemory(runner, srv, dcfg)
-	}
-	srv.SetQueue(queue)
-	if err := registerNodeMetrics(reg, queue, mux); err != nil {
-		return fail(err)
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	srv, err := api.New(a.calls, a.back.store, api.Config{
+		APIKeys: cfg.APIKeys, AllowHTTPCallbacks: cfg.Webhook.AllowHTTP,
+		Metrics: reg, Trunks: trunkViews(a.trunks), Logger: logger,
+	})
 	if err != nil {
-		return fail(fmt.Errorf("listen: %w", err))
+		return err
 	}
-	return &app{
-		cfg: cfg, log: logger, ua: ua, trunks: trunks, svc: svc, api: srv, back: back, queue: queue, hooks: hooks, ln: ln, mux: mux,
-		server: &http.Server{
-			Handler:           srv.Handler(),
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       15 * time.Second,
-			WriteTimeout:      15 * time.Second,
-			IdleTimeout:       60 * time.Second,
-			MaxHeaderBytes:    16 << 10,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		},
-	}, nil
+	if err := registerNodeMetrics(reg, a.queue, a.mux); err != nil {
+		return err
+	}
+	return a.listen(srv.Handler())
+}
+
+// buildCaller makes what places calls: the SIP UA, the trunks, the dense
+// mode's RTP lanes and the call runner.
+func (a *app) buildCaller(set settings) error {
+	cfg := a.cfg
+	catalog, err := prompts.Load("en")
+	if err != nil {
+		return err
+	}
+	if a.ua, err = sip.NewUA(sip.Config{
+		ListenAddr: cfg.SIP.Listen, AdvertiseHost: cfg.SIP.AdvertiseHost, FromUser: cfg.SIP.FromUser,
+		Logger: a.log, Trace: cfg.SIP.Trace,
+	}); err != nil {
+		return fmt.Errorf("sip: %w", err)
+	}
+	if a.trunks, err = sip.NewTrunks(a.ua, set.trunks); err != nil {
+		return err
+	}
+	if a.back.redis != nil {
+		a.trunks.ShareCPS(a.back.counters) // a trunk's max_cps holds across all nodes
+	}
+	ccfg := set.call
+	if !ccfg.MediaIP.IsValid() {
+		ccfg.MediaIP = a.ua.LocalAddr().Addr()
+	}
+	ropts := []callflow.Option{callflow.WithLogger(a.log)}
+	if set.dense {
+		if a.mux, err = media.NewMux(media.MuxConfig{IP: ccfg.MediaIP, Ports: ccfg.Ports, Lanes: cfg.Media.Lanes}); err != nil {
+			return fmt.Errorf("media: %w", err)
+		}
+		ropts = append(ropts, callflow.WithMux(a.mux))
+	}
+	if a.runner, err = callflow.New(a.trunks, catalog, ccfg, ropts...); err != nil {
+		return fmt.Errorf("call: %w", err)
+	}
+	return nil
+}
+
+// listen binds the HTTP API's socket.
+func (a *app) listen(h http.Handler) error {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	a.ln = ln
+	a.server = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// close releases what build made, in reverse order; for a server that never ran.
+func (a *app) close() {
+	if a.ln != nil {
+		a.ln.Close()
+	}
+	if a.mux != nil {
+		a.mux.Close()
+	}
+	if a.ua != nil {
+		a.ua.Close()
+	}
+	a.back.close()
+}
+
+// trunkViews reports the trunks' state in the API's shape.
+func trunkViews(t *sip.Trunks) func() []api.Trunk {
+	return func() []api.Trunk {
+		var out []api.Trunk
+		for _, s := range t.Status() {
+			v := api.Trunk{Name: s.Name, URI: s.URI, Transport: string(s.Transport), State: "unknown",
+				Register: s.Register, Registered: s.Registered, ActiveChannels: s.Active,
+				LastStatus: s.LastStatus, LastError: s.LastError}
+			if s.Probed {
+				v.State = "down"
+				if s.Up {
+					v.State = "up"
+				}
+				v.RTTMS = float64(s.RTT.Microseconds()) / 1000
+				v.LastProbe = timePtr(s.LastProbe)
+			}
+			if s.Registered {
+				v.RegisterExpires = timePtr(s.RegisterExpires)
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 // dispatchConfig turns the dispatch section into the queue's configuration.
@@ -246,16 +320,25 @@ func dispatchConfig(cfg serveConfig, logger *slog.Logger) (dispatch.Config, erro
 // backend is where the state that nodes share lives: the memory store for
 // one process, or Redis for several.
 type backend struct {
-	store  otp.Store
-	limits api.Limits
-	redis  goredis.UniversalClient // nil for the memory store; closed by close
-	node   string
+	store    otp.Store
+	counters counters
+	expiries calls.Expiries
+	signals  calls.Signals           // nil with the memory store: one process
+	redis    goredis.UniversalClient // nil for the memory store; closed by close
+	node     string
+}
+
+// counters are the store's limits and budgets: the number slots of calls
+// and the shared CPS budgets of the queue and the trunks.
+type counters interface {
+	calls.NumberSlots
+	dispatch.RateLimiter
 }
 
 // pingTimeout bounds the check that Redis answers at start.
 const pingTimeout = 5 * time.Second
 
-// newBackend builds the store, the limits and the Redis client from the
+// newBackend builds the store, the counters and the Redis client from the
 // redis section. Several nodes need Redis, so a redis.* setting other than
 // url without a url is refused rather than ignored: each node would keep
 // its own verifications, and a check on another node would find nothing.
@@ -269,7 +352,8 @@ func newBackend(cfg serveConfig) (*backend, error) {
 		case cfg.Redis.Lease != 0:
 			return nil, errors.New("redis.lease: reclaiming jobs from other nodes needs redis.url; the memory store is one process's own")
 		}
-		return &backend{store: memory.New(), limits: memory.NewLimits(), node: api.DefaultNode}, nil
+		return &backend{store: memory.New(), counters: memory.NewCounters(), expiries: memory.NewExpiries(),
+			node: calls.DefaultNode}, nil
 	}
 	if cfg.Redis.Lease < 0 {
 		return nil, errors.New("redis.lease: must not be negative")
@@ -293,7 +377,28 @@ func newBackend(cfg serveConfig) (*backend, error) {
 		}
 		node = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	return &backend{store: st, limits: redisstore.NewLimits(c), redis: c, node: node}, nil
+	return &backend{store: st, counters: redisstore.NewCounters(c), expiries: redisstore.NewExpiries(c),
+		signals: redisstore.NewSignals(c), redis: c, node: node}, nil
+}
+
+// queue returns the call queue: in memory, or a Redis stream that the
+// nodes share. The CPS budget is the whole deployment's on Redis;
+// max_concurrent, max_cpu and drain_timeout are this node's.
+func (b *backend) queue(dcfg dispatch.Config, lease time.Duration) dispatch.Queue {
+	if b.redis == nil {
+		return dispatch.NewMemory(dcfg)
+	}
+	dcfg.Rate = b.counters
+	return streams.New(b.redis, streams.Config{Config: dcfg, Consumer: b.node, Lease: lease})
+}
+
+// callsOptions are the shared-state dependencies of package calls.
+func (b *backend) callsOptions(hooks *webhook.Sender) []calls.Option {
+	opts := []calls.Option{calls.WithNumberSlots(b.counters), calls.WithExpiries(b.expiries), calls.WithWebhooks(hooks)}
+	if b.signals != nil {
+		opts = append(opts, calls.WithSignals(b.signals))
+	}
+	return opts
 }
 
 func (b *backend) kind() string {
@@ -439,7 +544,7 @@ func (a *app) run(ctx context.Context) error {
 	defer stopTrunks()
 	queueDone, hooksDone, httpDone, trunksDone := make(chan error, 1), make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	go func() { trunksDone <- a.trunks.Run(tctx) }()
-	go func() { queueDone <- a.queue.Run(qctx) }()
+	go func() { queueDone <- a.calls.Run(qctx, a.runner) }()
 	go func() { hooksDone <- a.hooks.Run(hctx) }()
 	go func() { httpDone <- a.server.Serve(a.ln) }()
 

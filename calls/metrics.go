@@ -1,22 +1,26 @@
-package api
+package calls
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
 
-// metrics are the server's Prometheus series. They carry outcomes and
-// timings, never a number or a code.
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the Prometheus series of verifications and calls. They carry outcomes and timings, never a
+// number or a code.
 type metrics struct {
-	reg           *prometheus.Registry
 	calls         *prometheus.CounterVec // ivr_calls_total{outcome}
 	active        prometheus.Gauge       // ivr_active_calls
 	setup         prometheus.Histogram   // ivr_call_setup_seconds: INVITE → 200 OK
 	queueWait     prometheus.Histogram   // ivr_call_queue_seconds: accepted → dialling
 	verifications *prometheus.CounterVec // ivr_verifications_started_total{kind}
 	checks        *prometheus.CounterVec // ivr_checks_total{result}
+	stopped       *prometheus.CounterVec // ivr_calls_stopped_total{cause}
+	expired       prometheus.Counter     // ivr_verifications_expired_total
 }
 
-func newMetrics(reg *prometheus.Registry) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		reg: reg,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ivr_calls_total", Help: "Calls by final outcome.",
 		}, []string{"outcome"}),
@@ -39,7 +43,17 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ivr_checks_total", Help: "Code checks by result (approved, wrong, locked, refused).",
 		}, []string{"result"}),
+		stopped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ivr_calls_stopped_total", Help: "Calls stopped because their verification ended, by cause (canceled, expired, approved, locked, failed).",
+		}, []string{"cause"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ivr_verifications_expired_total", Help: "Verifications that expired while pending (as announced by this node).",
+		}),
 	}
-	reg.MustRegister(m.calls, m.active, m.setup, m.queueWait, m.verifications, m.checks)
-	return m
+	for _, c := range []prometheus.Collector{m.calls, m.active, m.setup, m.queueWait, m.verifications, m.checks, m.stopped, m.expired} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("calls: metrics: %w", err)
+		}
+	}
+	return m, nil
 }

@@ -1,0 +1,281 @@
+package calls
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/voiceotp/voiceotp/dispatch"
+	"github.com/voiceotp/voiceotp/otp"
+	"github.com/voiceotp/voiceotp/sip"
+	"github.com/voiceotp/voiceotp/webhook"
+)
+
+// Errors callers branch on. The otp errors (otp.ErrInvalidRequest, otp.ErrTooManyCalls, otp.ErrNotFound,
+// otp.ErrGone, otp.ErrMaxAttempts, otp.ErrWrongCode) pass through unchanged.
+var (
+	// ErrInvalidNumber: a number is not E.164; nothing was stored.
+	ErrInvalidNumber = errors.New("calls: not an E.164 number")
+	// ErrNumberBusy: another verification's call to the number is live; nothing was stored. The error
+	// is a *RetryError that says how long to wait.
+	ErrNumberBusy = errors.New("calls: a call to this number is in progress")
+	// ErrTooManySends: the number got Config.SendsPerNumber starts within the window; nothing was
+	// stored. The error is a *RetryError.
+	ErrTooManySends = errors.New("calls: this number has been sent too many codes")
+	// ErrQueueFull: the verification was stored but its call could not be queued because the queue is
+	// full; the call is recorded failed (queue_full). The error is a *RetryError.
+	ErrQueueFull = errors.New("calls: the call queue is full")
+	// ErrUnavailable: the store, the limits or the queue could not be reached; what was asked may or may
+	// not have happened. The error is a *RetryError.
+	ErrUnavailable = errors.New("calls: unavailable")
+	// ErrNoWebhooks: this server sends no webhooks (it has no webhook secret), so a callback URL is refused.
+	ErrNoWebhooks = webhook.ErrNoSecret
+	// ErrPrivateCallback: the callback URL points to an address the webhook sender refuses (not public).
+	ErrPrivateCallback = webhook.ErrPrivateAddress
+)
+
+// RetryError is a refusal that a retry may cure, after After.
+type RetryError struct {
+	Err   error         // one of the sentinels above, wrapped
+	After time.Duration // how long to wait before retrying
+	Cause error         // what failed below, for logs; never a code
+}
+
+func (e *RetryError) Error() string {
+	if e.Cause != nil {
+		return e.Err.Error() + ": " + e.Cause.Error()
+	}
+	return e.Err.Error()
+}
+
+// Unwrap returns the sentinel.
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// Retry-After of the refusals.
+const (
+	// busyRetryAfter caps the wait of ErrNumberBusy: the slot lasts up to MaxCallLength, but calls end sooner.
+	busyRetryAfter = 30 * time.Second
+	// unavailableRetryAfter is the wait of ErrUnavailable and ErrQueueFull.
+	unavailableRetryAfter = 2 * time.Second
+)
+
+// ValidNumber reports whether s is an E.164 number ('+' and 8 to 15 digits), the rule every number on
+// the call path obeys (sip.ValidateE164); the error wraps ErrInvalidNumber and never echoes s raw.
+func ValidNumber(s string) error {
+	if err := sip.ValidateE164(s); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidNumber, err)
+	}
+	return nil
+}
+
+// CheckCallback reports whether webhooks can be delivered to rawURL: an error wrapping ErrNoWebhooks
+// when this server sends none, ErrPrivateCallback when the URL points to an address the sender refuses,
+// another error for a URL it cannot use.
+func (c *Calls) CheckCallback(rawURL string) error {
+	if c.hooks == nil {
+		return fmt.Errorf("calls: this server sends no webhooks: %w", ErrNoWebhooks)
+	}
+	return c.hooks.Accepts(rawURL)
+}
+
+// StartRequest asks for a code to be delivered to a number by phone call.
+type StartRequest struct {
+	// To is the number to call, E.164.
+	To string
+	// Locale, CodeLength, CustomCode, CallbackURL, CallerID and Metadata are as in otp.StartRequest.
+	Locale      string
+	CodeLength  int
+	CustomCode  string
+	CallbackURL string
+	CallerID    string
+	Metadata    json.RawMessage
+}
+
+// Start applies the number's limits, creates the verification (or joins the one pending for the
+// number) and queues a call on it, unless it joined a call in progress. created says whether the
+// verification is new. Errors: ErrInvalidNumber, otp's (ErrInvalidRequest, ErrTooManyCalls),
+// ErrNumberBusy, ErrTooManySends, ErrQueueFull and ErrUnavailable (as *RetryError).
+func (c *Calls) Start(ctx context.Context, req StartRequest) (v *otp.Verification, created bool, err error) {
+	if err := ValidNumber(req.To); err != nil {
+		return nil, false, err
+	}
+	if req.CallerID != "" {
+		if err := ValidNumber(req.CallerID); err != nil {
+			return nil, false, err
+		}
+	}
+	if err := c.checkNumber(ctx, req.To); err != nil {
+		return nil, false, err
+	}
+	v, callID, created, err := c.svc.Start(ctx, otp.StartRequest{
+		To: req.To, Locale: req.Locale, CodeLength: req.CodeLength, CustomCode: req.CustomCode,
+		CallbackURL: req.CallbackURL, CallerID: req.CallerID, Metadata: req.Metadata,
+	})
+	switch {
+	case errors.Is(err, otp.ErrInvalidRequest), errors.Is(err, otp.ErrTooManyCalls):
+		return v, false, err
+	case err != nil:
+		c.log.Error("start failed", slog.String("error", err.Error()))
+		return nil, false, &RetryError{Err: ErrUnavailable, After: unavailableRetryAfter, Cause: err}
+	}
+	log := c.log.With(slog.String("verification_id", v.ID), slog.String("call_id", callID))
+	if created && c.expiries != nil {
+		if err := c.expiries.Add(ctx, v.ID, v.ExpiresAt); err != nil {
+			// It still expires when read, and by its call's timer; only the webhook may be missed.
+			log.Warn("expiry not indexed", slog.String("error", err.Error()))
+		}
+	}
+	if callID == "" {
+		// Joined a verification whose call is in progress: that call delivers the code.
+		c.m.verifications.WithLabelValues("joined").Inc()
+		log.Info("verification joined; its call is in progress", slog.String("to", v.To))
+		return v, false, nil
+	}
+	job := dispatch.Job{VerificationID: v.ID, CallID: callID, To: v.To, EnqueuedAt: c.now(), Attempt: len(v.Calls)}
+	if err := c.queue.Enqueue(ctx, job); err != nil {
+		log.Warn("call not queued", slog.String("error", err.Error()))
+		if uv, uerr := c.svc.UpdateCall(context.WithoutCancel(ctx), v.ID, callID, func(call *otp.Call) {
+			t := c.now()
+			call.Status, call.HangupCause, call.EndedAt = otp.CallFailed, "queue_full", &t
+		}); uerr == nil {
+			v = uv
+		}
+		if errors.Is(err, dispatch.ErrQueueFull) {
+			return v, created, &RetryError{Err: ErrQueueFull, After: unavailableRetryAfter, Cause: err}
+		}
+		return v, created, &RetryError{Err: ErrUnavailable, After: unavailableRetryAfter, Cause: err}
+	}
+	kind := "joined"
+	if created {
+		kind = "new"
+	}
+	c.m.verifications.WithLabelValues(kind).Inc()
+	log.Info("verification started", slog.Bool("created", created), slog.String("to", v.To))
+	if created {
+		c.webhook(v, "verification.created", statusData(v))
+	}
+	return v, created, nil
+}
+
+// checkNumber applies the per-number limits to a start for number, before anything is stored: a live
+// call of another verification to the number refuses it (ErrNumberBusy), and so does SendsPerNumber
+// (ErrTooManySends). A start for the verification that holds the live call passes, to join it. When
+// the limits cannot be read the start is refused (ErrUnavailable): a limit is never assumed free.
+func (c *Calls) checkNumber(ctx context.Context, number string) error {
+	if c.slots == nil {
+		return nil
+	}
+	unavailable := func(err error) error {
+		c.log.Error("start refused: limits unavailable", slog.String("error", err.Error()))
+		return &RetryError{Err: ErrUnavailable, After: unavailableRetryAfter, Cause: err}
+	}
+	h, left, err := c.slots.NumberHolder(ctx, number)
+	if err != nil {
+		return unavailable(err)
+	}
+	if h != "" {
+		vid, _, _ := strings.Cut(h, "/")
+		v, err := c.svc.Get(ctx, vid)
+		switch {
+		case err == nil && v.Status == otp.StatusPending:
+			// Start joins this verification and its live call.
+		case err == nil || errors.Is(err, otp.ErrNotFound):
+			return &RetryError{Err: ErrNumberBusy, After: max(time.Second, min(left, busyRetryAfter))}
+		default:
+			return unavailable(err)
+		}
+	}
+	if c.cfg.SendsPerNumber > 0 {
+		ok, wait, err := c.slots.CountSend(ctx, number, c.cfg.SendsWindow, c.cfg.SendsPerNumber)
+		if err != nil {
+			return unavailable(err)
+		}
+		if !ok {
+			return &RetryError{Err: ErrTooManySends, After: max(time.Second, wait)}
+		}
+	}
+	return nil
+}
+
+// Get returns the verification with that id, or otp.ErrNotFound. A pending verification past its
+// expiry is stored as expired, and its live call stopped.
+func (c *Calls) Get(ctx context.Context, id string) (*otp.Verification, error) {
+	v, err := c.svc.Get(ctx, id)
+	if err == nil && v.Status == otp.StatusExpired && c.live.has(id) {
+		c.ended(ctx, v)
+	}
+	return v, err
+}
+
+// Check checks code against verification id (see otp.Service.Check for the results). An approval or a
+// lockout ends the verification: its live call is stopped wherever it is, the number's slot freed, and
+// a webhook sent.
+func (c *Calls) Check(ctx context.Context, id, code string) (*otp.Verification, error) {
+	v, err := c.svc.Check(ctx, id, code)
+	switch {
+	case err == nil:
+		c.m.checks.WithLabelValues("approved").Inc()
+		c.log.Info("verification approved", slog.String("verification_id", id))
+		c.webhook(v, "verification.approved", statusData(v))
+		c.ended(ctx, v)
+	case errors.Is(err, otp.ErrWrongCode):
+		c.m.checks.WithLabelValues("wrong").Inc()
+	case errors.Is(err, otp.ErrMaxAttempts):
+		c.m.checks.WithLabelValues("locked").Inc()
+		if v != nil && v.FailedChecks == v.MaxChecks {
+			// This check locked it.
+			c.log.Info("verification locked", slog.String("verification_id", id))
+			c.webhook(v, "verification.max_attempts_reached", statusData(v))
+			c.ended(ctx, v)
+		}
+	default:
+		c.m.checks.WithLabelValues("refused").Inc()
+	}
+	return v, err
+}
+
+// Cancel cancels a pending verification: its queued calls are never dialled, its live call is stopped
+// wherever it is (CANCEL while ringing, BYE once answered), the number's slot is freed, and
+// verification.canceled is sent. A verification that is not pending returns (v, otp.ErrGone).
+func (c *Calls) Cancel(ctx context.Context, id string) (*otp.Verification, error) {
+	v, err := c.svc.Cancel(ctx, id)
+	if err != nil {
+		return v, err
+	}
+	c.log.Info("verification canceled", slog.String("verification_id", id))
+	c.webhook(v, "verification.canceled", statusData(v))
+	c.ended(ctx, v)
+	return v, nil
+}
+
+// ended makes the end of v (no longer pending) reach its calls: this node's live calls of v stop now,
+// the other nodes are told, and the number's live-call slot is freed if one of v's calls holds it.
+func (c *Calls) ended(ctx context.Context, v *otp.Verification) {
+	c.live.stop(v.ID, stopCause(v.Status))
+	ctx = context.WithoutCancel(ctx)
+	if c.signals != nil {
+		if err := c.signals.Publish(ctx, v.ID, string(v.Status)); err != nil {
+			// The node holding the call still stops it before the code (Confirm) and at its next watch.
+			c.log.Warn("end of verification not published", slog.String("verification_id", v.ID), slog.String("error", err.Error()))
+		}
+	}
+	c.freeSlot(ctx, v)
+}
+
+// freeSlot releases the number's live-call slot if a call of v holds it.
+func (c *Calls) freeSlot(ctx context.Context, v *otp.Verification) {
+	if c.slots == nil {
+		return
+	}
+	h, _, err := c.slots.NumberHolder(ctx, v.To)
+	if err != nil || !strings.HasPrefix(h, v.ID+"/") {
+		return // free, another's, or unknown: the call's own Finish releases it
+	}
+	if err := c.slots.ReleaseNumber(ctx, v.To, h); err != nil {
+		c.log.Warn("number's live-call slot not released", slog.String("verification_id", v.ID), slog.String("error", err.Error()))
+	}
+}
