@@ -14,9 +14,9 @@
 //   - The persistence contract it needs: [Store], with atomic create-if-absent, read-modify-write and
 //     idempotency records with TTLs, so it can be kept in memory or in Redis.
 //
-// It does not own HTTP, authentication, webhooks or phone numbers (package api validates E.164 and maps
-// the errors below to HTTP statuses), the call queue (package dispatch), the call itself (package
-// callflow), nor any Store implementation (package store/...). It imports no other package of this
+// It does not own HTTP, authentication, webhooks or phone numbers (a number is stored as given; its
+// callers validate it), the call queue (package dispatch), the call itself (package callflow), nor
+// any Store implementation (package store/...). It imports no other package of this
 // project; [Event] mirrors the call script's event JSON field for field so no import is needed.
 //
 // Concurrency: a [Service] is safe for concurrent use by any number of goroutines and processes that

@@ -124,7 +124,7 @@ func NewService(store Store, cfg Config, opts ...Option) (*Service, error) {
 }
 
 // Store returns the store the service was made with, for records that
-// live beside verifications (the api keeps idempotency records there).
+// live beside verifications (idempotency records, say).
 func (s *Service) Store() Store { return s.store }
 
 // Config returns the rules in effect, defaults filled in.

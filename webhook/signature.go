@@ -5,7 +5,7 @@
 // [Event], and delivery ([Sender]): a bounded queue, a fixed pool of
 // workers, retries with exponential backoff and jitter, and a guard against
 // delivering to private addresses. It does not decide which events exist or
-// what their data holds (package api does), and it stores nothing: an event
+// what their data holds (its callers do), and it stores nothing: an event
 // that cannot be delivered before its retries run out, or before the server
 // stops, is counted and logged, not kept.
 //

@@ -297,8 +297,8 @@ func TestE2EWrongChecksLock(t *testing.T) {
 func TestE2EExpiredBeforeDialingIsNeverDialled(t *testing.T) {
 	t.Parallel()
 	e := startE2E(t, func(c *serveConfig) {
-		c.Dispatch.MaxConcurrent = 1 // the second call waits for the first
-		c.OTP.TTL = 2 * time.Second  // and expires meanwhile
+		c.Dispatch.CPS = 0.4        // the second call waits 2.5 s for its turn
+		c.OTP.TTL = 2 * time.Second // and expires meanwhile
 	})
 	_, first := e.start(t, map[string]any{"to": "+15551230003"})
 	_, second := e.start(t, map[string]any{"to": "+15551230004"})
