@@ -113,13 +113,14 @@ type Driver struct {
 	rng   *rand.Rand // used by Run's goroutine only
 
 	mu          sync.Mutex // guards calls, phoneActive, pacing
-	calls       map[string]*callState
+	calls       map[string]*callInFlight
 	phoneActive int
 	pacing      Pacing
 }
 
-// callState is one call in flight: its plan, and where the phone's report goes.
-type callState struct {
+// callInFlight is one call the driver has started and awaits a verdict for: its plan, and where the
+// phone's report goes.
+type callInFlight struct {
 	serial int
 	number string
 	plan   Plan
@@ -156,7 +157,7 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 	if cfg.PhoneListen == "" {
 		cfg.PhoneListen = "127.0.0.1:0"
 	}
-	d := &Driver{cfg: cfg, rng: cfg.Rand, calls: map[string]*callState{}}
+	d := &Driver{cfg: cfg, rng: cfg.Rand, calls: map[string]*callInFlight{}}
 	if d.rng == nil {
 		d.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
@@ -196,8 +197,8 @@ func (d *Driver) planFor(number string) Plan {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.phoneActive++
-	if cs, ok := d.calls[number]; ok {
-		return cs.plan
+	if cf, ok := d.calls[number]; ok {
+		return cf.plan
 	}
 	b, _ := BehaviourOf(number)
 	return Plan{Behaviour: b}
@@ -208,11 +209,11 @@ func (d *Driver) onReport(r CallReport) {
 	d.mu.Lock()
 	d.phoneActive--
 	d.pacing.Merge(&r.Pacing)
-	cs := d.calls[r.Number]
+	cf := d.calls[r.Number]
 	d.mu.Unlock()
-	if cs != nil {
+	if cf != nil {
 		select {
-		case cs.report <- r:
+		case cf.report <- r:
 		default: // a second call to the same number: keep the first report
 		}
 	}
@@ -302,14 +303,14 @@ schedule:
 		}
 		next = next.Add(interval)
 		b := mx.next()
-		cs := &callState{
+		cf := &callInFlight{
 			serial: serial,
 			number: Number(b, cfg.Run, serial),
 			plan:   Plan{Behaviour: b, AnswerDelay: cfg.AnswerDelay.Draw(d.rng), PressDelay: cfg.PressDelay.Draw(d.rng)},
 			report: make(chan CallReport, 1),
 		}
 		d.mu.Lock()
-		d.calls[cs.number] = cs
+		d.calls[cf.number] = cf
 		d.mu.Unlock()
 		mu.Lock()
 		cnt.started++
@@ -318,10 +319,10 @@ schedule:
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
-			res := d.call(ctx, c, cs, start)
+			res := d.call(ctx, c, cf, start)
 			took := time.Since(t0)
 			d.mu.Lock()
-			delete(d.calls, cs.number)
+			delete(d.calls, cf.number)
 			d.mu.Unlock()
 			mu.Lock()
 			cnt.done++
@@ -372,17 +373,17 @@ const (
 )
 
 // call runs one call from its start request to its verdict. It never logs or returns the code heard.
-func (d *Driver) call(ctx context.Context, c *Client, cs *callState, runStart time.Time) CallResult {
-	b := cs.plan.Behaviour
+func (d *Driver) call(ctx context.Context, c *Client, cf *callInFlight, runStart time.Time) CallResult {
+	b := cf.plan.Behaviour
 	res := CallResult{
-		Serial: cs.serial, Number: cs.number, Behaviour: b, Expected: Expected(b),
-		AnswerDelayMS: ms(cs.plan.AnswerDelay),
+		Serial: cf.serial, Number: cf.number, Behaviour: b, Expected: Expected(b),
+		AnswerDelayMS: ms(cf.plan.AnswerDelay),
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.CallTimeout)
 	defer cancel()
 	t0 := time.Now()
 	res.StartedAt = t0.Sub(runStart).Seconds()
-	v, err := c.Start(ctx, cs.number)
+	v, err := c.Start(ctx, cf.number)
 	res.StartMS = ms(time.Since(t0))
 	if err != nil {
 		res.Error = "start: " + err.Error()
@@ -400,7 +401,7 @@ func (d *Driver) call(ctx context.Context, c *Client, cs *callState, runStart ti
 wait:
 	for {
 		select {
-		case r := <-cs.report:
+		case r := <-cf.report:
 			phoneRep = &r
 			break wait
 		case <-poll.C:
@@ -412,7 +413,7 @@ wait:
 					}
 					g := time.NewTimer(reportGrace)
 					select {
-					case r := <-cs.report:
+					case r := <-cf.report:
 						phoneRep = &r
 					case <-g.C:
 					case <-ctx.Done():

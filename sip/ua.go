@@ -135,6 +135,45 @@ type UA struct {
 // listeners) and starts serving them. The socket is bound before NewUA
 // returns, so LocalAddr is known. The caller must Close the UA.
 func NewUA(cfg Config) (*UA, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	conn, ap, err := listenUDP(cfg.ListenAddr)
+	if err != nil {
+		return nil, err
+	}
+	host, err := advertisedHost(cfg.AdvertiseHost, ap)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if cfg.FromDomain == "" {
+		cfg.FromDomain = host
+	}
+	ua := newUA(cfg, log, conn, ap, host)
+	if err := ua.startSipgo(host, ap); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := ua.openStreams(cfg); err != nil {
+		ua.sua.Close()
+		conn.Close()
+		return nil, err
+	}
+	ua.route()
+	ua.serveUDP()
+	ua.serveStreams()
+	log.Debug("sip: user agent listening", "addr", ap.String())
+	return ua, nil
+}
+
+// check fills the zero fields of cfg that have defaults and rejects values
+// that cannot go into a header.
+func (cfg *Config) check() error {
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = DefaultListenAddr
 	}
@@ -148,48 +187,52 @@ func NewUA(cfg Config) (*UA, error) {
 		cfg.CancelWait = DefaultCancelWait
 	}
 	if !validToken(cfg.UserAgent) {
-		return nil, fmt.Errorf("sip: invalid UserAgent %q", cfg.UserAgent)
+		return fmt.Errorf("sip: invalid UserAgent %q", cfg.UserAgent)
 	}
 	if !validUser(cfg.FromUser) {
-		return nil, fmt.Errorf("sip: invalid FromUser %q", cfg.FromUser)
+		return fmt.Errorf("sip: invalid FromUser %q", cfg.FromUser)
 	}
 	if cfg.FromDomain != "" && !validHost(cfg.FromDomain) {
-		return nil, fmt.Errorf("sip: invalid FromDomain %q", cfg.FromDomain)
+		return fmt.Errorf("sip: invalid FromDomain %q", cfg.FromDomain)
 	}
 	if cfg.AdvertiseHost != "" && !validHost(cfg.AdvertiseHost) {
-		return nil, fmt.Errorf("sip: invalid AdvertiseHost %q", cfg.AdvertiseHost)
+		return fmt.Errorf("sip: invalid AdvertiseHost %q", cfg.AdvertiseHost)
 	}
 	if cfg.Username != "" && !validToken(cfg.Username) {
-		return nil, errors.New("sip: invalid Username: control characters, quotes or backslashes")
+		return errors.New("sip: invalid Username: control characters, quotes or backslashes")
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	return nil
+}
 
-	laddr, err := net.ResolveUDPAddr("udp", cfg.ListenAddr)
+// listenUDP binds the UA's UDP socket and returns it with its bound address
+// (an IPv4-mapped address unmapped).
+func listenUDP(addr string) (*net.UDPConn, netip.AddrPort, error) {
+	laddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("sip: listen address: %w", err)
+		return nil, netip.AddrPort{}, fmt.Errorf("sip: listen address: %w", err)
 	}
 	conn, err := net.ListenUDP("udp", laddr)
 	if err != nil {
-		return nil, fmt.Errorf("sip: listen: %w", err)
+		return nil, netip.AddrPort{}, fmt.Errorf("sip: listen: %w", err)
 	}
 	ap := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return conn, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
 
-	host := cfg.AdvertiseHost
-	if host == "" {
-		if ap.Addr().IsUnspecified() {
-			conn.Close()
-			return nil, fmt.Errorf("sip: listening on unspecified address %s: set Config.AdvertiseHost", ap)
-		}
-		host = ap.Addr().String()
+// advertisedHost is the host for Via, Contact and From: advertise if set,
+// else the listening IP, which must then be a specific address.
+func advertisedHost(advertise string, ap netip.AddrPort) (string, error) {
+	if advertise != "" {
+		return advertise, nil
 	}
-	if cfg.FromDomain == "" {
-		cfg.FromDomain = host
+	if ap.Addr().IsUnspecified() {
+		return "", fmt.Errorf("sip: listening on unspecified address %s: set Config.AdvertiseHost", ap)
 	}
+	return ap.Addr().String(), nil
+}
 
+// newUA builds the UA's own state around its bound socket; nothing is served yet.
+func newUA(cfg Config, log *slog.Logger, conn *net.UDPConn, ap netip.AddrPort, host string) *UA {
 	ua := &UA{
 		cfg:       cfg,
 		log:       log,
@@ -209,12 +252,18 @@ func NewUA(cfg Config) (*UA, error) {
 	}
 	ua.bg, ua.bgCancel = context.WithCancel(context.Background())
 	ua.contact = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: cfg.FromUser, Host: host, Port: int(ap.Port())}}
+	return ua
+}
 
+// startSipgo creates the sipgo user agent, server and client the UA sends
+// and receives through. On error it closes what it created, not the socket.
+func (ua *UA) startSipgo(host string, ap netip.AddrPort) error {
 	// sipgo logs parse failures with the raw datagram; redact message data.
-	sglog := slog.New(redactHandler{log.Handler()}).With("component", "sipgo")
+	sglog := slog.New(redactHandler{ua.log.Handler()}).With("component", "sipgo")
+	var err error
 	ua.sua, err = sipgo.NewUA(
-		sipgo.WithUserAgent(cfg.UserAgent),
-		sipgo.WithUserAgentHostname(cfg.FromDomain),
+		sipgo.WithUserAgent(ua.cfg.UserAgent),
+		sipgo.WithUserAgentHostname(ua.cfg.FromDomain),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sglog)),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(sglog),
@@ -222,31 +271,28 @@ func NewUA(cfg Config) (*UA, error) {
 		),
 	)
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("sip: %w", err)
+		return fmt.Errorf("sip: %w", err)
 	}
 	ua.srv, err = sipgo.NewServer(ua.sua, sipgo.WithServerLogger(sglog))
 	if err != nil {
 		ua.sua.Close()
-		conn.Close()
-		return nil, fmt.Errorf("sip: %w", err)
+		return fmt.Errorf("sip: %w", err)
 	}
 	ua.cli, err = sipgo.NewClient(ua.sua, sipgo.WithClientLogger(sglog),
 		sipgo.WithClientHostname(host), sipgo.WithClientPort(int(ap.Port())), sipgo.WithClientNAT())
 	if err != nil {
 		ua.sua.Close()
-		conn.Close()
-		return nil, fmt.Errorf("sip: %w", err)
+		return fmt.Errorf("sip: %w", err)
 	}
 	if ua.tracer != nil {
 		// Registered before any transport serves, so no read races it.
 		ua.sua.TransportLayer().OnMessage(ua.tracer.received)
 	}
-	if err := ua.openStreams(cfg); err != nil {
-		ua.sua.Close()
-		conn.Close()
-		return nil, err
-	}
+	return nil
+}
+
+// route registers the UA's handler for each method it answers.
+func (ua *UA) route() {
 	ua.srv.OnBye(ua.onBye)
 	ua.srv.OnInfo(ua.onInfo)
 	ua.srv.OnOptions(ua.onOptions)
@@ -254,25 +300,26 @@ func NewUA(cfg Config) (*UA, error) {
 	ua.srv.OnCancel(ua.onCancel)
 	ua.srv.OnAck(ua.onAck)
 	ua.srv.OnNoRoute(ua.onNoRoute)
+}
 
+// serveUDP starts serving the UDP socket, which is also the source of every
+// request sent over UDP.
+func (ua *UA) serveUDP() {
 	// sipgo sends a request from the listening socket only if that socket is
 	// already in the UDP connection pool under our local address (requests
 	// carry Laddr, see finish); otherwise it dials a new ephemeral socket.
 	// ServeUDP adds it from its own goroutine, so add it now to close the
 	// race with a Dial right after NewUA.
 	ua.sua.TransportLayer().Pool("udp").Add(ua.sendAt.String(), &sip.UDPConnection{
-		PacketConn: ua.pconn, PacketAddr: conn.LocalAddr().String(), Listener: true,
+		PacketConn: ua.pconn, PacketAddr: ua.conn.LocalAddr().String(), Listener: true,
 	})
 	ua.serving.Add(1)
 	go func() {
 		defer ua.serving.Done()
 		if err := ua.srv.ServeUDP(ua.pconn); err != nil {
-			log.Error("sip: serve", "error", err)
+			ua.log.Error("sip: serve", "error", err)
 		}
 	}()
-	ua.serveStreams()
-	log.Debug("sip: user agent listening", "addr", ap.String())
-	return ua, nil
 }
 
 // LocalAddr returns the bound UDP address.

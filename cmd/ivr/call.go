@@ -23,74 +23,23 @@ import (
 // cmdCall places one call and prints its timeline. It exits 0 only when
 // the outcome is delivered, 1 for any other outcome, 2 for bad usage.
 func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ivr call", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		trunk       = fs.String("trunk", "", "SIP trunk to send the INVITE to, e.g. sip:127.0.0.1:5080 (required)")
-		code        = fs.String("code", "", "the code to read, 4-10 digits (required; never printed)")
-		challenge   = fs.String("challenge", "random", "the gate: random, any, or one digit 0-9")
-		asJSON      = fs.Bool("json", false, "print the result as JSON instead of a ladder")
-		listen      = fs.String("listen", "127.0.0.1:0", "SIP listening address, also the source of our requests")
-		mediaIP     = fs.String("media-ip", "", "IP announced in SDP and bound for RTP (default: the SIP listening IP)")
-		rtpPorts    = fs.String("rtp-ports", "10000-20000", "RTP port range min-max")
-		from        = fs.String("from", "voiceotp", "caller ID user part of From")
-		username    = fs.String("username", "", "digest auth username (password from $IVR_SIP_PASSWORD)")
-		ringTimeout = fs.Duration("ring-timeout", 45*time.Second, "CANCEL the call if not answered within this time")
-		keyTimeout  = fs.Duration("key-timeout", 5*time.Second, "wait this long for the key after the challenge")
-		tries       = fs.Int("tries", 3, "how many times the challenge is played")
-		repeatWait  = fs.Duration("repeat-wait", 4*time.Second, "wait this long for 1 after offering a repeat")
-		maxRepeats  = fs.Int("max-repeats", 2, "how many extra plays the callee may ask for (0: none)")
-		maxDuration = fs.Duration("max-duration", 2*time.Minute, "maximum talk time")
-		rtpTimeout  = fs.Duration("rtp-timeout", 30*time.Second, "hang up after this long without RTP from the callee (0: never)")
-		verbose     = fs.Bool("verbose", false, "log SIP and call details to stderr")
-	)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: ivr call --trunk sip:HOST:PORT --code DIGITS [flags] +E164NUMBER\n\n")
-		fs.PrintDefaults()
+	f, err := parseCallFlags(args, stderr)
+	if err != nil {
+		return parseExit(err)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	cfg, req, err := callSetup(fs.Args(), *trunk, *code, *challenge, *rtpPorts, *mediaIP)
+	cfg, req, err := f.callflowConfig()
 	if err != nil {
 		fmt.Fprintf(stderr, "ivr call: %v\n", err)
 		return 2
 	}
-	cfg.Tries = *tries
-	cfg.KeyTimeout = *keyTimeout
-	cfg.RingTimeout = *ringTimeout
-	cfg.RepeatWait = *repeatWait
-	cfg.MaxRepeats = *maxRepeats
-	if *maxRepeats == 0 {
-		cfg.MaxRepeats = -1
-	}
-	cfg.MaxCallDuration = *maxDuration
-	cfg.RTPTimeout = *rtpTimeout
-	if *rtpTimeout == 0 {
-		cfg.RTPTimeout = -1
-	}
-
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := verboseLogger(stderr, f.verbose)
 
 	catalog, err := prompts.Load("en")
 	if err != nil {
 		fmt.Fprintf(stderr, "ivr call: %v\n", err)
 		return 1
 	}
-	ua, err := sip.NewUA(sip.Config{
-		ListenAddr: *listen,
-		FromUser:   *from,
-		Username:   *username,
-		Password:   os.Getenv("IVR_SIP_PASSWORD"),
-		Logger:     logger,
-	})
+	ua, err := sip.NewUA(f.sipConfig(logger))
 	if err != nil {
 		fmt.Fprintf(stderr, "ivr call: %v\n", err)
 		return 1
@@ -101,16 +50,101 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ivr call: %v\n", err)
 		return 2
 	}
+	return f.place(ctx, runner, req, ua.LocalAddr(), stdout, stderr)
+}
 
+// callFlags is the command line of ivr call.
+type callFlags struct {
+	trunk, code, challenge    string
+	asJSON                    bool
+	listen, mediaIP, rtpPorts string
+	from, username            string
+	ringTimeout, keyTimeout   time.Duration
+	tries                     int
+	repeatWait                time.Duration
+	maxRepeats                int
+	maxDuration, rtpTimeout   time.Duration
+	verbose                   bool
+	args                      []string // the number to call
+}
+
+// parseCallFlags parses ivr call's command line; the error is flag.ErrHelp after --help.
+func parseCallFlags(args []string, stderr io.Writer) (*callFlags, error) {
+	fs := flag.NewFlagSet("ivr call", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f callFlags
+	fs.StringVar(&f.trunk, "trunk", "", "SIP trunk to send the INVITE to, e.g. sip:127.0.0.1:5080 (required)")
+	fs.StringVar(&f.code, "code", "", "the code to read, 4-10 digits (required; never printed)")
+	fs.StringVar(&f.challenge, "challenge", "random", "the gate: random, any, or one digit 0-9")
+	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON instead of a ladder")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "SIP listening address, also the source of our requests")
+	fs.StringVar(&f.mediaIP, "media-ip", "", "IP announced in SDP and bound for RTP (default: the SIP listening IP)")
+	fs.StringVar(&f.rtpPorts, "rtp-ports", "10000-20000", "RTP port range min-max")
+	fs.StringVar(&f.from, "from", "voiceotp", "caller ID user part of From")
+	fs.StringVar(&f.username, "username", "", "digest auth username (password from $IVR_SIP_PASSWORD)")
+	fs.DurationVar(&f.ringTimeout, "ring-timeout", 45*time.Second, "CANCEL the call if not answered within this time")
+	fs.DurationVar(&f.keyTimeout, "key-timeout", 5*time.Second, "wait this long for the key after the challenge")
+	fs.IntVar(&f.tries, "tries", 3, "how many times the challenge is played")
+	fs.DurationVar(&f.repeatWait, "repeat-wait", 4*time.Second, "wait this long for 1 after offering a repeat")
+	fs.IntVar(&f.maxRepeats, "max-repeats", 2, "how many extra plays the callee may ask for (0: none)")
+	fs.DurationVar(&f.maxDuration, "max-duration", 2*time.Minute, "maximum talk time")
+	fs.DurationVar(&f.rtpTimeout, "rtp-timeout", 30*time.Second, "hang up after this long without RTP from the callee (0: never)")
+	fs.BoolVar(&f.verbose, "verbose", false, "log SIP and call details to stderr")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: ivr call --trunk sip:HOST:PORT --code DIGITS [flags] +E164NUMBER\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	f.args = fs.Args()
+	return &f, nil
+}
+
+// callflowConfig turns the flags into the call script's Config and the call to place.
+func (f *callFlags) callflowConfig() (callflow.Config, callflow.Request, error) {
+	cfg, req, err := callSetup(f.args, f.trunk, f.code, f.challenge, f.rtpPorts, f.mediaIP)
+	if err != nil {
+		return cfg, req, err
+	}
+	cfg.Tries = f.tries
+	cfg.KeyTimeout = f.keyTimeout
+	cfg.RingTimeout = f.ringTimeout
+	cfg.RepeatWait = f.repeatWait
+	cfg.MaxRepeats = f.maxRepeats
+	if f.maxRepeats == 0 {
+		cfg.MaxRepeats = -1
+	}
+	cfg.MaxCallDuration = f.maxDuration
+	cfg.RTPTimeout = f.rtpTimeout
+	if f.rtpTimeout == 0 {
+		cfg.RTPTimeout = -1
+	}
+	return cfg, req, nil
+}
+
+// sipConfig is the user agent's Config: the flags, and the password from $IVR_SIP_PASSWORD.
+func (f *callFlags) sipConfig(logger *slog.Logger) sip.Config {
+	return sip.Config{
+		ListenAddr: f.listen,
+		FromUser:   f.from,
+		Username:   f.username,
+		Password:   os.Getenv("IVR_SIP_PASSWORD"),
+		Logger:     logger,
+	}
+}
+
+// place runs the call, printing it as a ladder or its result as JSON, and returns the exit code.
+func (f *callFlags) place(ctx context.Context, runner *callflow.Runner, req callflow.Request, from netip.AddrPort, stdout, stderr io.Writer) int {
 	var onEvent func(callflow.Event)
 	var lad *ladder
-	if !*asJSON {
+	if !f.asJSON {
 		lad = &ladder{w: stdout}
-		fmt.Fprintf(stdout, "calling %s via %s from %s\n", req.Number, *trunk, ua.LocalAddr())
+		fmt.Fprintf(stdout, "calling %s via %s from %s\n", req.Number, f.trunk, from)
 		onEvent = lad.event
 	}
 	res := runner.Run(ctx, req, onEvent)
-	if *asJSON {
+	if f.asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {
