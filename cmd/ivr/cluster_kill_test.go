@@ -140,11 +140,26 @@ func (p *serveProcess) stop(t *testing.T) {
 
 // phoneLog counts the calls the phone got per number and keeps the codes heard.
 type phoneLog struct {
-	mu     sync.Mutex // guards the fields below
-	calls  map[string]int
-	heard  map[string]string
-	ended  int
-	talked time.Duration // total time answered, over the calls that heard a code
+	mu      sync.Mutex // guards the fields below
+	calls   map[string]int
+	heard   map[string]string
+	up      int // calls started and not yet ended
+	ended   int
+	talked  time.Duration // total time answered, over the calls that heard a code
+	changed chan struct{} // closed and replaced when a call starts or ends
+}
+
+func newPhoneLog() *phoneLog {
+	return &phoneLog{calls: map[string]int{}, heard: map[string]string{}, changed: make(chan struct{})}
+}
+
+// planFor is the phone's PlanFor: it counts the call up and answers it.
+func (l *phoneLog) planFor(string) loadtest.Plan {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.up++
+	l.signal()
+	return loadtest.Plan{Behaviour: loadtest.Answer}
 }
 
 func (l *phoneLog) report(r loadtest.CallReport) {
@@ -155,7 +170,37 @@ func (l *phoneLog) report(r loadtest.CallReport) {
 		l.heard[r.Number] = r.HeardCode
 		l.talked += r.EndedAt.Sub(r.AnsweredAt)
 	}
+	l.up--
 	l.ended++
+	l.signal()
+}
+
+// signal wakes the waiters of await; l.mu must be held.
+func (l *phoneLog) signal() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// await waits until cond holds of the calls the phone has up and has ended,
+// trying it again each time a call starts or ends, and fails the test if it
+// does not hold within the given time; what says what it waits for.
+func (l *phoneLog) await(t *testing.T, within time.Duration, what string, cond func(up, ended int) bool) {
+	t.Helper()
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		up, ended, changed := l.up, l.ended, l.changed
+		l.mu.Unlock()
+		if cond(up, ended) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("waiting for %s: not within %v; the phone has %d calls up, %d ended", what, within, up, ended)
+		}
+	}
 }
 
 func (l *phoneLog) snapshot() (calls map[string]int, heard map[string]string, ended int) {
@@ -191,11 +236,12 @@ func TestClusterNodeKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &phoneLog{calls: map[string]int{}, heard: map[string]string{}}
+	log := newPhoneLog()
+	// A call whose server died gets no BYE: the phone hangs up by itself after this.
+	const phoneMaxCall = 25 * time.Second
 	phone, err := loadtest.NewPhone(loadtest.Config{
-		ListenAddr: "127.0.0.1:0", Catalog: cat, NoAudio: true, OnReport: log.report,
-		// A call whose server died gets no BYE: the phone hangs up by itself.
-		MaxCallDuration: 25 * time.Second,
+		ListenAddr: "127.0.0.1:0", Catalog: cat, NoAudio: true, PlanFor: log.planFor, OnReport: log.report,
+		MaxCallDuration: phoneMaxCall,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -246,16 +292,9 @@ func TestClusterNodeKilled(t *testing.T) {
 	}
 	t.Logf("%d verifications started in %v", len(all), time.Since(began).Round(time.Millisecond))
 
-	// Kill one node in the middle of the run.
-	for {
-		if _, _, ended := log.snapshot(); ended >= len(all)/4 {
-			break
-		}
-		if time.Since(began) > clusterTTL {
-			t.Fatal("a quarter of the calls did not end in time")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// Kill one node in the middle of the run: once the phone has reported a
+	// quarter of the calls ended.
+	log.await(t, clusterTTL-time.Since(began), "a quarter of the calls to end", func(_, ended int) bool { return ended >= len(all)/4 })
 	killedAt := time.Now()
 	dead.kill()
 	_, _, endedAtKill := log.snapshot()
@@ -264,8 +303,14 @@ func TestClusterNodeKilled(t *testing.T) {
 	// Act as the backend: check each code the phone heard, on the survivor,
 	// until every verification is terminal (approved; expired at otp.ttl for
 	// those whose call died with the node before the code was spoken).
+	// This polls once a second: nothing signals a verification turning terminal
+	// on the server (expired at otp.ttl; node_lost once the survivor has waited
+	// out the dead node's claim), and a pass reads every verification not yet
+	// terminal, so a faster one would load the two cores the nodes run on.
 	final := map[string]verification{}
 	deadline := began.Add(clusterTTL + 40*time.Second)
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
 	for len(final) < len(all) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d verifications not terminal %v after the start", len(all)-len(final), len(all), time.Since(began).Round(time.Second))
@@ -286,10 +331,14 @@ func TestClusterNodeKilled(t *testing.T) {
 				final[s.id] = v
 			}
 		}
-		time.Sleep(time.Second)
+		if len(final) < len(all) {
+			<-poll.C
+		}
 	}
-	// Let the phone's last calls (those the dead node left open) end, then count.
-	time.Sleep(2 * time.Second)
+	// Wait for the phone's last calls (those the dead node left open, which
+	// the phone ends itself after phoneMaxCall) to end, then count: a call
+	// still up would be missing from the calls per number.
+	log.await(t, phoneMaxCall+5*time.Second, "every call the phone took to end", func(up, _ int) bool { return up == 0 })
 	calls, heard, _ := log.snapshot()
 
 	var approved, expired, lost, deadDelivered, byDead, bySurvivor, afterKill int

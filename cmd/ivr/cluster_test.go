@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -111,18 +112,26 @@ func (n *clusterNode) get(t *testing.T, id string) (int, verification) {
 	return status, v
 }
 
-// waitCallEnded polls until the verification's calls have all ended.
+// waitCallEnded waits until the verification's last call has ended and
+// returns its record. It polls the node's API for the record's status:
+// nothing signals the end of a call record to the test.
 func (n *clusterNode) waitCallEnded(t *testing.T, id string) otp.Call {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if status, v := n.get(t, id); status == 200 && len(v.Calls) > 0 && v.Calls[len(v.Calls)-1].Status.Terminal() {
-			return v.Calls[len(v.Calls)-1]
+	var call otp.Call
+	eventually(t, 60*time.Second, "the call of "+id+" to end, read on "+n.name, func() error {
+		status, v := n.get(t, id)
+		switch {
+		case status != 200:
+			return fmt.Errorf("GET answered %d", status)
+		case len(v.Calls) == 0:
+			return errors.New("no call recorded")
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("the call of %s did not end", id)
-	return otp.Call{}
+		if call = v.Calls[len(v.Calls)-1]; !call.Status.Terminal() {
+			return fmt.Errorf("the call is %s", call.Status)
+		}
+		return nil
+	})
+	return call
 }
 
 // Checks sent to two nodes at once are counted as if there were one: the
@@ -320,19 +329,17 @@ func TestClusterRedisLostAndBack(t *testing.T) {
 	}
 	for i, n := range nodes {
 		number := fmt.Sprintf("+1555200003%d", i)
+		// Poll the start's HTTP status: nothing else tells when the node's
+		// Redis client has connected again. A refused start dials nothing.
 		var id string
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		eventually(t, 20*time.Second, n.name+" to answer a start with 201 after Redis came back", func() error {
 			status, m, _ := n.post(t, "/v1/verifications", map[string]any{"to": number, "custom_code": "482913"})
-			if status == 201 {
-				id = m["id"].(string)
-				break
+			if status != 201 {
+				return fmt.Errorf("%d %v", status, m)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no 201 within 20s of Redis coming back: %d %v", n.name, status, m)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			id = m["id"].(string)
+			return nil
+		})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if _, err := phone.WaitReport(ctx, number); err != nil {
 			t.Errorf("%s: the call after recovery: %v", n.name, err)
