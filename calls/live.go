@@ -67,18 +67,20 @@ func (l *liveCalls) remove(j dispatch.Job) (stopped string) {
 	return lc.stopped
 }
 
-// stop ends every live call of the verification id with cause, and reports how many it stopped. A call
-// stopped twice keeps the first cause.
+// stop ends every live call of the verification id with cause, and reports how many it stopped that
+// were not stopped before. A call stopped twice keeps the first cause.
 func (l *liveCalls) stop(id, cause string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	n := 0
 	for _, lc := range l.byVerification[id] {
 		if lc.stopped == "" {
 			lc.stopped = cause
+			n++
 		}
 		lc.stop(&callflow.Stop{Cause: cause})
 	}
-	return len(l.byVerification[id])
+	return n
 }
 
 func (l *liveCalls) has(id string) bool {
