@@ -2,55 +2,26 @@ package callflow
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/voiceotp/voiceotp/internal/sipptest"
 )
 
 // This file holds the test peers: a SIPp process driven by a committed
 // scenario, an RTP endpoint that records what a phone hears and can press a
 // key, and a writer of RFC 4733 pcap files for SIPp's play_pcap_audio.
 
-// requireSIPp skips when sipp is missing on a developer machine; in CI
-// (CI=true) a missing sipp is a failure, so the suite cannot pass vacuously.
-func requireSIPp(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("sipp not found: .ci/run must install sip-tester")
-		}
-		t.Skip("sipp not found (apt-get install -y sip-tester)")
-	}
-	return p
-}
-
-// freeUDPPort returns a loopback UDP port that was free a moment ago.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // sippPeer is one SIPp UAS process handling exactly one call.
 type sippPeer struct {
-	Port int
-	done chan error
-	out  *bytes.Buffer
-	dir  string
+	*sipptest.Peer
+	t *testing.T
 }
 
 // startSIPp runs `sipp -sf testdata/<scenario>` as a UAS on 127.0.0.1 and
@@ -58,95 +29,17 @@ type sippPeer struct {
 // dtmf, if not nil, is written as dtmf.pcap in SIPp's working directory.
 func startSIPp(t *testing.T, scenario string, dtmf []byte, keys map[string]string) *sippPeer {
 	t.Helper()
-	bin := requireSIPp(t)
-	scen, err := filepath.Abs(filepath.Join("testdata", scenario))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
+	o := sipptest.Options{Scenario: filepath.Join("testdata", scenario), Keys: keys}
 	if dtmf != nil {
-		if err := os.WriteFile(filepath.Join(dir, "dtmf.pcap"), dtmf, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		o.Files = map[string][]byte{"dtmf.pcap": dtmf}
 	}
-	p := &sippPeer{Port: freeUDPPort(t), done: make(chan error, 1), out: &bytes.Buffer{}, dir: dir}
-	mp := freeUDPPort(t)
-	args := []string{"-sf", scen, "-i", "127.0.0.1", "-p", strconv.Itoa(p.Port),
-		"-mi", "127.0.0.1", "-mp", strconv.Itoa(mp), "-m", "1", "-nostdin",
-		"-timeout", "40s", "-timeout_error", "-trace_err"}
-	for k, v := range keys {
-		args = append(args, "-key", k, v)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout = p.out
-	cmd.Stderr = p.out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() { p.done <- cmd.Wait(); cancel() }()
-	t.Cleanup(func() {
-		cancel()
-		<-p.done
-	})
-	// SIPp listens once the port is taken. Another process binding a port
-	// signals nothing, so try to bind it every 10 ms; SIPp exiting ends the
-	// wait at once.
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for portFree(p.Port) {
-		select {
-		case <-tick.C:
-		case err := <-p.done:
-			p.done <- err // for the cleanup
-			t.Fatalf("sipp exited before it listened on %d: %v\n%s", p.Port, err, p.out)
-		case <-deadline.C:
-			t.Fatalf("sipp did not start listening on %d within 10s", p.Port)
-		}
-	}
-	return p
+	return &sippPeer{Peer: sipptest.Start(t, o), t: t}
 }
 
-// portFree reports whether UDP port on 127.0.0.1 can be bound, that is
-// whether no process holds it.
-func portFree(port int) bool {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
-// wait returns SIPp's verdict: nil when its scenario passed (exit 0).
+// wait fails the test unless SIPp's scenario passed.
 func (p *sippPeer) wait(t *testing.T) {
 	t.Helper()
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
-			logs, _ := filepath.Glob(filepath.Join(p.dir, "*errors.log"))
-			var errs []byte
-			for _, l := range logs {
-				b, _ := os.ReadFile(l)
-				errs = append(errs, b...)
-			}
-			t.Fatalf("sipp scenario failed: %v\n%s\n%s", err, tail(p.out.Bytes(), 3000), tail(errs, 3000))
-		}
-	case <-time.After(45 * time.Second):
-		t.Fatal("sipp did not finish")
-	}
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
+	p.Wait(t)
 }
 
 // dtmfPCAP returns a pcap (Ethernet/IPv4/UDP/RTP) holding one RFC 4733

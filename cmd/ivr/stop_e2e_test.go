@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"io"
@@ -11,15 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/voiceotp/voiceotp/internal/sipptest"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/prompts"
 	"github.com/voiceotp/voiceotp/store/redis/redistest"
@@ -74,7 +69,7 @@ func runStopCase(t *testing.T, rs *redistest.Server, stage string) {
 	if stage == "expiry" {
 		ttl = 4 * time.Second
 	}
-	nodes := startStopNodes(t, rs, callee.port, ttl)
+	nodes := startStopNodes(t, rs, callee.Port, ttl)
 	number := stopNumber
 
 	status, v, _ := nodes[0].post(t, "/v1/verifications", map[string]any{
@@ -124,12 +119,12 @@ func runStopCase(t *testing.T, rs *redistest.Server, stage string) {
 	}
 
 	// On the wire: a CANCEL if it rang, a BYE if answered, within a second.
-	callee.wait(t, 15*time.Second)
+	callee.Wait(t)
 	method := "BYE"
 	if stage == "ringing" {
 		method = "CANCEL"
 	}
-	got := callee.received(t, method)
+	got := callee.Received(t, method)
 	t.Logf("%s reached SIPp %v after the verification stopped; %d RTP packets heard, %d of them the code's",
 		method, got.Sub(stoppedAt).Round(time.Millisecond), phone.count(), phone.codeFrames(time.Time{}))
 	if d := got.Sub(stoppedAt); d > time.Second {
@@ -246,146 +241,14 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	}
 }
 
-// sippCallee is one SIPp UAS process handling exactly one call, tracing every message it receives
-// with the time it arrived.
-type sippCallee struct {
-	port int
-	done chan error
-	out  *bytes.Buffer
-	dir  string
-}
-
-func requireSIPp(t *testing.T) string {
+// startSIPpCallee runs SIPp as the callee for one call, tracing every message it receives with the
+// time it arrived, and with its media on the test's socket at rtpPort.
+func startSIPpCallee(t *testing.T, scenario string, rtpPort int) *sipptest.Peer {
 	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("sipp not found: .ci/run must install sip-tester")
-		}
-		t.Skip("sipp not found (apt-get install -y sip-tester)")
-	}
-	return p
-}
-
-func startSIPpCallee(t *testing.T, scenario string, rtpPort int) *sippCallee {
-	t.Helper()
-	bin := requireSIPp(t)
-	scen, err := filepath.Abs(filepath.Join("testdata", scenario))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	p := &sippCallee{port: freeUDPPort(t), done: make(chan error, 1), out: &bytes.Buffer{}, dir: dir}
-	args := []string{"-sf", scen, "-i", "127.0.0.1", "-p", strconv.Itoa(p.port),
-		"-mi", "127.0.0.1", "-mp", strconv.Itoa(freeUDPPort(t)), "-m", "1", "-nostdin",
-		"-timeout", "40s", "-timeout_error", "-trace_err", "-trace_msg", "-message_file", filepath.Join(dir, "messages.log"),
-		"-key", "rtpport", strconv.Itoa(rtpPort)}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() { p.done <- cmd.Wait(); cancel() }()
-	t.Cleanup(func() {
-		cancel()
-		<-p.done
+	return sipptest.Start(t, sipptest.Options{
+		Scenario: filepath.Join("testdata", scenario), TraceMessages: true,
+		Keys: map[string]string{"rtpport": strconv.Itoa(rtpPort)},
 	})
-	// SIPp listens once the port is taken; SIPp exiting ends the wait at once.
-	deadline := time.Now().Add(10 * time.Second)
-	for udpPortFree(p.port) {
-		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("sipp exited before it listened: %v\n%s", err, p.out)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("sipp did not listen within 10s")
-		}
-	}
-	return p
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-func udpPortFree(port int) bool {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
-// wait fails the test unless SIPp finishes its scenario (exit 0) within d.
-func (p *sippCallee) wait(t *testing.T, d time.Duration) {
-	t.Helper()
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
-			errs, _ := filepath.Glob(filepath.Join(p.dir, "*errors.log"))
-			var b []byte
-			for _, f := range errs {
-				x, _ := os.ReadFile(f)
-				b = append(b, x...)
-			}
-			t.Fatalf("sipp scenario failed: %v\n%s\n%s", err, p.out, b)
-		}
-	case <-time.After(d):
-		t.Fatalf("sipp did not finish its scenario within %v", d)
-	}
-}
-
-// received returns when SIPp received the first request of method, from its message trace, whose
-// entries start with "----…---- 2026-12-06 15:51:08.314953" (local time) and then the direction.
-func (p *sippCallee) received(t *testing.T, method string) time.Time {
-	t.Helper()
-	f, err := os.Open(filepath.Join(p.dir, "messages.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	var at time.Time
-	var incoming bool
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "-----"):
-			fields := strings.Fields(strings.TrimLeft(line, "- "))
-			if len(fields) >= 2 {
-				at, _ = time.ParseInLocation("2006-01-02 15:04:05.000000", fields[0]+" "+fields[1], time.Local)
-			}
-		case strings.Contains(line, "message received"):
-			incoming = true
-		case strings.Contains(line, "message sent"):
-			incoming = false
-		case incoming && strings.HasPrefix(line, method+" sip:"):
-			return at
-		}
-	}
-	t.Fatalf("sipp received no %s:\n%s", method, tailOf(filepath.Join(p.dir, "messages.log")))
-	return time.Time{}
-}
-
-func tailOf(path string) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
 }
 
 // wirePhone is the callee's RTP socket: it records every payload it hears with its arrival time and

@@ -1,0 +1,227 @@
+// Package sipptest runs SIPp (the Debian package sip-tester) as the real SIP peer of a test: one
+// process per call, on 127.0.0.1, started on a free port and waited for.
+//
+// It owns only the SIPp processes of tests; it is imported by _test.go files only (sip, callflow and
+// cmd/ivr), and imports no other package of the project. A missing sipp skips the test on a developer
+// machine and fails it when the environment variable CI is set, so CI never passes by skipping.
+package sipptest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Require returns the path of sipp, or skips (fails with CI set) the test when it is missing.
+func Require(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("sipp")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("sipp not found: .ci/run must install sip-tester")
+		}
+		t.Skip("sipp not found (apt-get install -y sip-tester)")
+	}
+	return p
+}
+
+// FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
+func FreeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// PortFree reports whether UDP port on 127.0.0.1 can be bound, that is whether no process holds it.
+func PortFree(port int) bool {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// Options say how to run one SIPp UAS.
+type Options struct {
+	// Scenario is the scenario file (-sf); a relative path is taken from the test's directory.
+	Scenario string
+	// Files are written into SIPp's working directory before it starts (a dtmf.pcap, say).
+	Files map[string][]byte
+	// Keys become -key name value (the scenario's [name] keywords).
+	Keys map[string]string
+	// Args are appended to the command line.
+	Args []string
+	// Timeout is SIPp's -timeout (with -timeout_error); the process is killed 20 s after it. If zero,
+	// 40 s.
+	Timeout time.Duration
+	// TraceMessages writes every message SIPp sends or receives, with its time, for Received.
+	TraceMessages bool
+}
+
+// Peer is one SIPp process running one scenario as UAS on 127.0.0.1 for one call (-m 1).
+type Peer struct {
+	// Port is SIPp's SIP port on 127.0.0.1.
+	Port int
+	// Dir is SIPp's working directory, where its logs go.
+	Dir string
+
+	timeout time.Duration
+	out     syncBuffer
+	done    chan struct{}
+	err     error // set before done is closed
+}
+
+// Start runs SIPp with o and returns once its SIP port is bound. The test's cleanup stops it.
+func Start(t *testing.T, o Options) *Peer {
+	t.Helper()
+	bin := Require(t)
+	scen, err := filepath.Abs(o.Scenario)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 40 * time.Second
+	}
+	p := &Peer{Port: FreeUDPPort(t), Dir: t.TempDir(), timeout: o.Timeout, done: make(chan struct{})}
+	for name, b := range o.Files {
+		if err := os.WriteFile(filepath.Join(p.Dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"-sf", scen, "-i", "127.0.0.1", "-p", strconv.Itoa(p.Port),
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(FreeUDPPort(t)), "-m", "1", "-nostdin",
+		"-timeout", strconv.Itoa(int(o.Timeout.Seconds())) + "s", "-timeout_error",
+		"-trace_err", "-error_file", filepath.Join(p.Dir, "errors.log")}
+	if o.TraceMessages {
+		args = append(args, "-trace_msg", "-message_file", filepath.Join(p.Dir, "messages.log"))
+	}
+	for k, v := range o.Keys {
+		args = append(args, "-key", k, v)
+	}
+	args = append(args, o.Args...)
+	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout+20*time.Second)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = p.Dir
+	cmd.Stdout, cmd.Stderr = &p.out, &p.out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start sipp: %v", err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		cancel()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-p.done
+	})
+	// SIPp listens once the port is taken. Another process binding a port signals nothing, so try to
+	// bind it every 10 ms; SIPp exiting ends the wait at once.
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for PortFree(p.Port) {
+		select {
+		case <-tick.C:
+		case <-p.done:
+			t.Fatalf("sipp exited before it bound 127.0.0.1:%d: %v\n%s", p.Port, p.err, p.out.String())
+		case <-deadline.C:
+			t.Fatalf("sipp did not bind 127.0.0.1:%d within 10s", p.Port)
+		}
+	}
+	return p
+}
+
+// Wait fails the test unless SIPp finishes its scenario (exit 0) within its timeout and 5 s.
+func (p *Peer) Wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(p.timeout + 5*time.Second):
+		t.Fatal("sipp did not finish")
+	}
+	if p.err != nil {
+		var ee *exec.ExitError
+		code := -1
+		if errors.As(p.err, &ee) {
+			code = ee.ExitCode()
+		}
+		errs, _ := os.ReadFile(filepath.Join(p.Dir, "errors.log"))
+		t.Fatalf("sipp scenario failed (exit %d): %v\n%s\n%s", code, p.err, Tail(p.out.String(), 3000), Tail(string(errs), 3000))
+	}
+}
+
+// Received returns when SIPp received the first request of method, from its message trace (Start
+// with TraceMessages), whose entries begin "-----… 2026-12-06 15:51:08.314953" in local time. Call it
+// after Wait.
+func (p *Peer) Received(t *testing.T, method string) time.Time {
+	t.Helper()
+	path := filepath.Join(p.Dir, "messages.log")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	var at time.Time
+	var incoming bool
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "-----"):
+			if f := strings.Fields(strings.TrimLeft(line, "- ")); len(f) >= 2 {
+				at, _ = time.ParseInLocation("2006-01-02 15:04:05.000000", f[0]+" "+f[1], time.Local)
+			}
+		case strings.Contains(line, "message received"):
+			incoming = true
+		case strings.Contains(line, "message sent"):
+			incoming = false
+		case incoming && strings.HasPrefix(line, method+" sip:"):
+			return at
+		}
+	}
+	t.Fatalf("sipp received no %s:\n%s", method, Tail(string(b), 3000))
+	return time.Time{}
+}
+
+// Tail returns the last n bytes of s.
+func Tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// syncBuffer is SIPp's output, written by the process's copier and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
