@@ -9,14 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/voiceotp/voiceotp/calls"
-	"github.com/voiceotp/voiceotp/dispatch"
+	"github.com/voiceotp/voiceotp/dispatch/dispatchtest"
+	"github.com/voiceotp/voiceotp/internal/testclock"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/store/memory"
 	"github.com/voiceotp/voiceotp/webhook"
@@ -24,62 +24,14 @@ import (
 
 const testKey = "test_key_0123456789"
 
-// recordingQueue is a dispatch.Queue that records jobs and never runs them.
-type recordingQueue struct {
-	mu   sync.Mutex // guards jobs and full
-	jobs []dispatch.Job
-	full bool
-}
-
-func (q *recordingQueue) Enqueue(_ context.Context, j dispatch.Job) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.full {
-		return dispatch.ErrQueueFull
-	}
-	q.jobs = append(q.jobs, j)
-	return nil
-}
-
-func (q *recordingQueue) Run(ctx context.Context, _ dispatch.Caller, _ dispatch.Handler) error {
-	<-ctx.Done()
-	return nil
-}
-
-func (q *recordingQueue) Stats() dispatch.Stats { return dispatch.Stats{} }
-
-func (q *recordingQueue) count() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.jobs)
-}
-
-// fakeClock is a settable clock shared by the store, the service and the server.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type harness struct {
 	t     *testing.T
 	srv   *Server
 	calls *calls.Calls
 	svc   *otp.Service
 	store *memory.Store
-	queue *recordingQueue
-	clock *fakeClock
+	queue *dispatchtest.Recorder
+	clock *testclock.Clock
 	logs  *bytes.Buffer
 	h     http.Handler
 }
@@ -95,19 +47,19 @@ func newHarnessWith(t *testing.T, ccfg calls.Config, keys ...string) *harness {
 	if keys == nil {
 		keys = []string{testKey}
 	}
-	clock := &fakeClock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
-	st := memory.New(memory.WithClock(clock.now))
-	svc, err := otp.NewService(st, otp.Config{}, otp.WithClock(clock.now))
+	clock := testclock.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	st := memory.New(memory.WithClock(clock.Now))
+	svc, err := otp.NewService(st, otp.Config{}, otp.WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &bytes.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	q := &recordingQueue{}
+	q := &dispatchtest.Recorder{}
 	reg := prometheus.NewRegistry()
 	ccfg.Logger, ccfg.Registry = logger, reg
-	c, err := calls.New(svc, q, ccfg, calls.WithClock(clock.now),
-		calls.WithNumberSlots(memory.NewCounters(memory.WithClock(clock.now))),
+	c, err := calls.New(svc, q, ccfg, calls.WithClock(clock.Now),
+		calls.WithNumberSlots(memory.NewCounters(memory.WithClock(clock.Now))),
 		calls.WithWebhooks(webhook.NewSender(webhook.Config{Secret: []byte("whsec_test")})))
 	if err != nil {
 		t.Fatal(err)
@@ -240,8 +192,8 @@ func TestStart(t *testing.T) {
 	if len(calls) != 1 || calls[0].(map[string]any)["status"] != "queued" {
 		t.Errorf("calls = %v, want one queued", calls)
 	}
-	if h.queue.count() != 1 || h.queue.jobs[0].To != "+15551234567" || h.queue.jobs[0].VerificationID != m["id"] {
-		t.Errorf("jobs = %+v", h.queue.jobs)
+	if h.queue.Len() != 1 || h.queue.Job(0).To != "+15551234567" || h.queue.Job(0).VerificationID != m["id"] {
+		t.Errorf("job = %+v", h.queue.Job(0))
 	}
 	if len(h.code(m["id"].(string))) != 8 {
 		t.Error("code_length 8 not honoured")
@@ -290,14 +242,14 @@ func TestStartRefusesBadInputBeforeQueueing(t *testing.T) {
 			}
 		})
 	}
-	if n := h.queue.count(); n != 0 {
+	if n := h.queue.Len(); n != 0 {
 		t.Errorf("%d jobs queued by refused requests", n)
 	}
 }
 
 func TestStartQueueFull(t *testing.T) {
 	h := newHarness(t)
-	h.queue.full = true
+	h.queue.SetFull(true)
 	r := h.do("POST", "/v1/verifications", `{"to":"+15551234567"}`)
 	if r.status != http.StatusServiceUnavailable {
 		t.Errorf("status %d, want 503", r.status)
@@ -311,7 +263,7 @@ func TestSecondStartJoinsPendingVerification(t *testing.T) {
 	h.do("POST", "/v1/verifications/"+id+"/check", `{"code":"`+wrongCode(code)+`"}`)
 	// While the first call is queued (or live), a second start joins it: no second call.
 	r := h.do("POST", "/v1/verifications", `{"to":"+15551234567"}`)
-	if r.status != http.StatusOK || r.json(t)["id"] != id || len(r.json(t)["calls"].([]any)) != 1 || h.queue.count() != 1 {
+	if r.status != http.StatusOK || r.json(t)["id"] != id || len(r.json(t)["calls"].([]any)) != 1 || h.queue.Len() != 1 {
 		t.Fatalf("start during the call: %d %s, want 200 with the same id and one call", r.status, r.body)
 	}
 	h.endCalls(id)
@@ -336,7 +288,7 @@ func TestSecondStartJoinsPendingVerification(t *testing.T) {
 	if r := h.do("POST", "/v1/verifications", `{"to":"+15551234567"}`); r.status != 429 || r.errorCode(t) != "too_many_calls" {
 		t.Errorf("sixth start: %d %s, want 429 too_many_calls", r.status, r.body)
 	}
-	if n := h.queue.count(); n != 5 {
+	if n := h.queue.Len(); n != 5 {
 		t.Errorf("%d calls queued, want 5", n)
 	}
 }
@@ -352,7 +304,7 @@ func TestIdempotency(t *testing.T) {
 	if second.header.Get("Idempotent-Replayed") != "true" {
 		t.Error("replay not marked")
 	}
-	if n := h.queue.count(); n != 1 {
+	if n := h.queue.Len(); n != 1 {
 		t.Errorf("%d calls queued, want 1", n)
 	}
 	if r := h.do("POST", "/v1/verifications", `{"to":"+15557654321"}`, "Idempotency-Key", "k-1"); r.status != 422 || r.errorCode(t) != "idempotency_key_reused" {
@@ -372,7 +324,7 @@ func TestGet(t *testing.T) {
 	if r := h.do("GET", "/v1/verifications/VEnope", ""); r.status != 404 || r.errorCode(t) != "not_found" {
 		t.Errorf("unknown: %d %s", r.status, r.body)
 	}
-	h.clock.advance(11 * time.Minute)
+	h.clock.Advance(11 * time.Minute)
 	if r := h.do("GET", "/v1/verifications/"+id, ""); r.json(t)["status"] != "expired" {
 		t.Errorf("after the TTL: %s", r.body)
 	}
@@ -431,7 +383,7 @@ func TestCheckExpired(t *testing.T) {
 	h := newHarness(t)
 	id := h.start("+15551234567")
 	code := h.code(id)
-	h.clock.advance(10*time.Minute + time.Second)
+	h.clock.Advance(10*time.Minute + time.Second)
 	r := h.do("POST", "/v1/verifications/"+id+"/check", `{"code":"`+code+`"}`)
 	if r.status != 410 || r.errorCode(t) != "expired" {
 		t.Errorf("expired: %d %s, want 410 expired", r.status, r.body)

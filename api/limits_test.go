@@ -13,7 +13,7 @@ import (
 func TestNumberBusy(t *testing.T) {
 	h := newHarnessWith(t, calls.Config{MaxCallLength: time.Minute})
 	first := h.start("+15551234567")
-	j := h.queue.jobs[0]
+	j := h.queue.Job(0)
 	if _, err := h.calls.Prepare(context.Background(), j, func(error) {}); err != nil {
 		t.Fatal(err)
 	}
@@ -27,8 +27,8 @@ func TestNumberBusy(t *testing.T) {
 		t.Fatalf("start during another verification's call: %d %s Retry-After %q, want 429 number_busy 30",
 			r.status, r.body, r.header.Get("Retry-After"))
 	}
-	if h.queue.count() != 1 {
-		t.Errorf("%d jobs queued, want 1", h.queue.count())
+	if h.queue.Len() != 1 {
+		t.Errorf("%d jobs queued, want 1", h.queue.Len())
 	}
 }
 
@@ -36,7 +36,7 @@ func TestNumberBusy(t *testing.T) {
 func TestCancelFreesTheNumber(t *testing.T) {
 	h := newHarnessWith(t, calls.Config{MaxCallLength: time.Minute})
 	first := h.start("+15551234567")
-	if _, err := h.calls.Prepare(context.Background(), h.queue.jobs[0], func(error) {}); err != nil {
+	if _, err := h.calls.Prepare(context.Background(), h.queue.Job(0), func(error) {}); err != nil {
 		t.Fatal(err)
 	}
 	if r := h.do("POST", "/v1/verifications/"+first+"/cancel", ""); r.status != http.StatusOK {
@@ -55,13 +55,13 @@ func TestSendsPerNumber(t *testing.T) {
 		t.Fatalf("second send: %d", r.status)
 	}
 	h.endCalls(id)
-	h.clock.advance(10 * time.Minute)
+	h.clock.Advance(10 * time.Minute)
 	r := h.do("POST", "/v1/verifications", `{"to":"+15551234567"}`)
 	if r.status != http.StatusTooManyRequests || r.errorCode(t) != "too_many_sends" || r.header.Get("Retry-After") != fmt.Sprint(50*60) {
 		t.Fatalf("third send: %d %s Retry-After %q, want 429 too_many_sends 3000", r.status, r.body, r.header.Get("Retry-After"))
 	}
-	if h.queue.count() != 2 {
-		t.Errorf("%d jobs queued, want 2", h.queue.count())
+	if h.queue.Len() != 2 {
+		t.Errorf("%d jobs queued, want 2", h.queue.Len())
 	}
 	if r := h.do("POST", "/v1/verifications", `{"to":"+15557654321"}`); r.status != http.StatusCreated {
 		t.Errorf("another number: %d", r.status)
@@ -78,7 +78,7 @@ func TestIdempotencyDoesNotStoreRetryLater(t *testing.T) {
 	if r.status != http.StatusTooManyRequests {
 		t.Fatalf("status %d", r.status)
 	}
-	h.clock.advance(2 * time.Hour)
+	h.clock.Advance(2 * time.Hour)
 	r = h.do("POST", "/v1/verifications", body, "Idempotency-Key", "k-429")
 	if r.status == http.StatusTooManyRequests || r.header.Get("Idempotent-Replayed") != "" {
 		t.Errorf("retry with the same key after the window: %d (replayed %q), want it run again", r.status, r.header.Get("Idempotent-Replayed"))

@@ -51,13 +51,13 @@ func TestPrepareClaimsTheDial(t *testing.T) {
 	// deferred, after that it is skipped and recorded lost.
 	other := h.node(Config{Node: "node-b", MaxCallLength: time.Minute})
 	h.counters.ReleaseNumber(context.Background(), j.To, holder(j)) // node-a died holding it; its slot expired
-	h.clock.advance(59 * time.Second)
+	h.clock.Advance(59 * time.Second)
 	_, err = other.Prepare(context.Background(), j, noStop)
 	var d *dispatch.Deferred
 	if !errors.As(err, &d) || !d.Until.Equal(c.ClaimedAt.Add(time.Minute)) || !errors.Is(err, errNodeLost) {
 		t.Fatalf("Prepare within the call's maximum length = %v, want Deferred until claim + 1m", err)
 	}
-	h.clock.advance(time.Second)
+	h.clock.Advance(time.Second)
 	_, err = other.Prepare(context.Background(), j, noStop)
 	if !errors.Is(err, dispatch.ErrSkip) || !errors.Is(err, errNodeLost) || errors.As(err, &d) {
 		t.Fatalf("Prepare after it = %v, want ErrSkip (node lost)", err)
@@ -100,7 +100,7 @@ func TestPrepareSkipsEndedVerifications(t *testing.T) {
 		end  func(h *harness, id string)
 	}{
 		{"canceled", func(h *harness, id string) { h.c.Cancel(context.Background(), id) }},
-		{"expired", func(h *harness, id string) { h.clock.advance(11 * time.Minute) }},
+		{"expired", func(h *harness, id string) { h.clock.Advance(11 * time.Minute) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, Config{})
@@ -166,20 +166,20 @@ func TestSendsPerNumber(t *testing.T) {
 		t.Fatalf("second send: %v created %v", err, created)
 	}
 	h.endCalls(v.ID)
-	h.clock.advance(10 * time.Minute)
+	h.clock.Advance(10 * time.Minute)
 	_, _, err := h.c.Start(context.Background(), StartRequest{To: "+15551234567"})
 	var re *RetryError
 	if !errors.Is(err, ErrTooManySends) || !errors.As(err, &re) || re.After != 50*time.Minute {
 		t.Fatalf("third send: %v, want ErrTooManySends after 50m", err)
 	}
-	if h.queue.count() != 2 {
-		t.Errorf("%d jobs queued, want 2", h.queue.count())
+	if h.queue.Len() != 2 {
+		t.Errorf("%d jobs queued, want 2", h.queue.Len())
 	}
 }
 
 func TestStartQueueFull(t *testing.T) {
 	h := newHarness(t, Config{})
-	h.queue.full = true
+	h.queue.SetFull(true)
 	v, _, err := h.c.Start(context.Background(), StartRequest{To: "+15551234567"})
 	if !errors.Is(err, ErrQueueFull) || v == nil {
 		t.Fatalf("Start on a full queue: %v", err)
@@ -199,8 +199,8 @@ func TestStartRefusesBadNumbers(t *testing.T) {
 	if _, _, err := h.c.Start(context.Background(), StartRequest{To: "+15551234567", CallerID: "nope"}); !errors.Is(err, ErrInvalidNumber) {
 		t.Errorf("bad caller id: %v", err)
 	}
-	if h.queue.count() != 0 {
-		t.Errorf("%d jobs queued", h.queue.count())
+	if h.queue.Len() != 0 {
+		t.Errorf("%d jobs queued", h.queue.Len())
 	}
 }
 
@@ -236,7 +236,7 @@ func TestCallRecord(t *testing.T) {
 	if err != nil || req.Number != "+15551234567" {
 		t.Fatalf("Prepare: %v", err)
 	}
-	t0 := h.clock.now()
+	t0 := h.clock.Now()
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	yes := true
 	events := []callflow.Event{

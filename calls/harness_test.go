@@ -9,65 +9,19 @@ import (
 	"time"
 
 	"github.com/voiceotp/voiceotp/dispatch"
+	"github.com/voiceotp/voiceotp/dispatch/dispatchtest"
+	"github.com/voiceotp/voiceotp/internal/testclock"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/store/memory"
 )
-
-// recordingQueue is a dispatch.Queue that records jobs and never runs them.
-type recordingQueue struct {
-	mu   sync.Mutex // guards jobs and full
-	jobs []dispatch.Job
-	full bool
-}
-
-func (q *recordingQueue) Enqueue(_ context.Context, j dispatch.Job) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.full {
-		return dispatch.ErrQueueFull
-	}
-	q.jobs = append(q.jobs, j)
-	return nil
-}
-
-func (q *recordingQueue) Run(ctx context.Context, _ dispatch.Caller, _ dispatch.Handler) error {
-	<-ctx.Done()
-	return nil
-}
-
-func (q *recordingQueue) Stats() dispatch.Stats { return dispatch.Stats{} }
-
-func (q *recordingQueue) count() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.jobs)
-}
-
-// fakeClock is a settable clock shared by the store, the service and Calls.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // harness is one node: a Calls on the memory store with a recording queue and the memory counters.
 type harness struct {
 	t        *testing.T
 	c        *Calls
 	svc      *otp.Service
-	queue    *recordingQueue
-	clock    *fakeClock
+	queue    *dispatchtest.Recorder
+	clock    *testclock.Clock
 	counters *memory.Counters
 	expiries *memory.Expiries
 	logs     *bytes.Buffer
@@ -75,14 +29,14 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config, opts ...Option) *harness {
 	t.Helper()
-	clock := &fakeClock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
-	st := memory.New(memory.WithClock(clock.now))
-	svc, err := otp.NewService(st, otp.Config{}, otp.WithClock(clock.now))
+	clock := testclock.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	st := memory.New(memory.WithClock(clock.Now))
+	svc, err := otp.NewService(st, otp.Config{}, otp.WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, svc: svc, queue: &recordingQueue{}, clock: clock, logs: &bytes.Buffer{},
-		counters: memory.NewCounters(memory.WithClock(clock.now)), expiries: memory.NewExpiries()}
+	h := &harness{t: t, svc: svc, queue: &dispatchtest.Recorder{}, clock: clock, logs: &bytes.Buffer{},
+		counters: memory.NewCounters(memory.WithClock(clock.Now)), expiries: memory.NewExpiries()}
 	h.c = h.node(cfg, opts...)
 	return h
 }
@@ -93,7 +47,7 @@ func (h *harness) node(cfg Config, opts ...Option) *Calls {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(&lockedWriter{b: h.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	opts = append([]Option{WithClock(h.clock.now), WithNumberSlots(h.counters), WithExpiries(h.expiries)}, opts...)
+	opts = append([]Option{WithClock(h.clock.Now), WithNumberSlots(h.counters), WithExpiries(h.expiries)}, opts...)
 	c, err := New(h.svc, h.queue, cfg, opts...)
 	if err != nil {
 		h.t.Fatal(err)
@@ -124,9 +78,7 @@ func (h *harness) start(to string) *otp.Verification {
 
 func (h *harness) job(i int) dispatch.Job {
 	h.t.Helper()
-	h.queue.mu.Lock()
-	defer h.queue.mu.Unlock()
-	return h.queue.jobs[i]
+	return h.queue.Job(i)
 }
 
 func (h *harness) call(id, callID string) otp.Call {

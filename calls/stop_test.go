@@ -57,7 +57,7 @@ func TestEndOfVerificationStopsTheLiveCall(t *testing.T) {
 			}
 		}, "locked"},
 		{"expired", func(h *harness, v *otp.Verification, _ string) {
-			h.clock.advance(11 * time.Minute)
+			h.clock.Advance(11 * time.Minute)
 			h.c.expire(v.ID) // what the sweeper or the call's timer does
 		}, "expired"},
 	} {
@@ -108,9 +108,9 @@ func TestExpiryTimerStopsTheCall(t *testing.T) {
 	v := h.start("+15551234567")
 	// The timer runs on real time, the store on the fake clock: set the fake clock 500 ms before the
 	// expiry for Prepare, then past it for the store when the timer fires.
-	h.clock.advance(v.ExpiresAt.Sub(h.clock.now()) - 500*time.Millisecond)
+	h.clock.Advance(v.ExpiresAt.Sub(h.clock.Now()) - 500*time.Millisecond)
 	s := h.live(h.c, 0)
-	h.clock.advance(time.Minute)
+	h.clock.Advance(time.Minute)
 	select {
 	case <-s.ctx.Done():
 	case <-time.After(5 * time.Second):
@@ -202,7 +202,7 @@ func TestSweeperExpiresOnce(t *testing.T) {
 	h := newHarness(t, Config{ExpiryInterval: 5 * time.Millisecond})
 	b := h.node(Config{Node: "b", ExpiryInterval: 5 * time.Millisecond})
 	v := h.start("+15551234567")
-	h.clock.advance(11 * time.Minute)
+	h.clock.Advance(11 * time.Minute)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go h.c.sweepExpiries(ctx)

@@ -23,7 +23,7 @@ func TestClaimCall(t *testing.T) {
 		if c.Status != otp.CallDialing || c.Node != "node-a" || c.ClaimedAt == nil || !c.ClaimedAt.Equal(t0) {
 			t.Errorf("claimed call = %+v", c)
 		}
-		h.clock.advance(time.Second)
+		h.clock.Advance(time.Second)
 		again, code, err := h.svc.ClaimCall(ctx, v.ID, callID, "node-b")
 		if !errors.Is(err, otp.ErrCallClaimed) || code != "" {
 			t.Fatalf("second claim: err %v, code given %v; want ErrCallClaimed and no code", err, code != "")
@@ -52,7 +52,7 @@ func TestClaimCall(t *testing.T) {
 		end  func(t *testing.T, h *harness, id string)
 	}{
 		{"Canceled", func(t *testing.T, h *harness, id string) { h.svc.Cancel(ctx, id) }},
-		{"Expired", func(t *testing.T, h *harness, _ string) { h.clock.advance(time.Hour) }},
+		{"Expired", func(t *testing.T, h *harness, _ string) { h.clock.Advance(time.Hour) }},
 		{"CallEnded", func(t *testing.T, h *harness, id string) { h.endCalls(t, id) }},
 	}
 	for _, tc := range gone {

@@ -11,41 +11,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voiceotp/voiceotp/internal/testclock"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/store/memory"
 )
 
 var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
-// clock is a settable clock shared by the service and the store.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type harness struct {
 	svc   *otp.Service
 	store *memory.Store
-	clock *clock
+	clock *testclock.Clock
 }
 
 func newHarness(t *testing.T, cfg otp.Config) *harness {
 	t.Helper()
-	c := &clock{t: t0}
-	st := memory.New(memory.WithClock(c.now))
-	svc, err := otp.NewService(st, cfg, otp.WithClock(c.now))
+	c := testclock.New(t0)
+	st := memory.New(memory.WithClock(c.Now))
+	svc, err := otp.NewService(st, cfg, otp.WithClock(c.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +70,7 @@ func (h *harness) endCalls(t *testing.T, id string) {
 func (h *harness) queueCall(t *testing.T, id, callID string) {
 	t.Helper()
 	_, err := h.store.Update(context.Background(), id, func(v *otp.Verification) error {
-		v.Calls = append(v.Calls, otp.Call{ID: callID, Status: otp.CallQueued, QueuedAt: h.clock.now(), Events: []otp.Event{}})
+		v.Calls = append(v.Calls, otp.Call{ID: callID, Status: otp.CallQueued, QueuedAt: h.clock.Now(), Events: []otp.Event{}})
 		return nil
 	})
 	if err != nil {
@@ -186,7 +169,7 @@ var (
 
 func advance(d time.Duration) func(*testing.T, *harness, string, string) (*otp.Verification, error) {
 	return func(t *testing.T, h *harness, id, _ string) (*otp.Verification, error) {
-		h.clock.advance(d)
+		h.clock.Advance(d)
 		return h.svc.Get(context.Background(), id)
 	}
 }
@@ -243,7 +226,7 @@ func TestCheck(t *testing.T) {
 		}},
 		{"ExpiryIsStoredByCheck", []step{
 			{func(t *testing.T, h *harness, id, _ string) (*otp.Verification, error) {
-				h.clock.advance(time.Hour)
+				h.clock.Advance(time.Hour)
 				return h.svc.Check(context.Background(), id, "000000")
 			}, otp.ErrGone, otp.StatusExpired, 0},
 		}},
@@ -347,10 +330,10 @@ func TestEndCancelsQueuedCalls(t *testing.T) {
 			}
 			second := "CA" + strings.Repeat("0", 32)
 			h.queueCall(t, v.ID, second)
-			h.clock.advance(time.Minute)
+			h.clock.Advance(time.Minute)
 			switch tc.status {
 			case otp.StatusExpired:
-				h.clock.advance(time.Hour)
+				h.clock.Advance(time.Hour)
 			case otp.StatusApproved:
 				if _, err := h.svc.Check(context.Background(), v.ID, h.code(t, v.ID)); err != nil {
 					t.Fatal(err)
@@ -395,7 +378,7 @@ func TestSecondStartSameNumber(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h.clock.advance(time.Minute)
+	h.clock.Advance(time.Minute)
 	// While the first call is in progress, a second Start joins without a call.
 	joined, noCall, created, err := h.svc.Start(ctx, otp.StartRequest{To: "+15551234567"})
 	if err != nil || created || joined.ID != v.ID || noCall != "" || len(joined.Calls) != 1 {
@@ -627,7 +610,7 @@ func TestLocales(t *testing.T) {
 func TestGetStoresExpiry(t *testing.T) {
 	h := newHarness(t, otp.Config{TTL: time.Minute})
 	v, _ := h.start(t, otp.StartRequest{})
-	h.clock.advance(time.Minute)
+	h.clock.Advance(time.Minute)
 	if stored, _ := h.store.Get(context.Background(), v.ID); stored.Status != otp.StatusPending {
 		t.Fatalf("store changed status by itself: %s", stored.Status)
 	}
@@ -685,7 +668,7 @@ func TestUpdateCall(t *testing.T) {
 	t.Run("ClaimAfterExpiryFindsCanceled", func(t *testing.T) {
 		h := newHarness(t, otp.Config{})
 		v, callID := h.start(t, otp.StartRequest{})
-		h.clock.advance(time.Hour)
+		h.clock.Advance(time.Hour)
 		claim := func(c *otp.Call) {
 			if c.Status == otp.CallQueued {
 				c.Status = otp.CallDialing

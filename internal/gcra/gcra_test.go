@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/voiceotp/voiceotp/internal/testclock"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -69,27 +71,9 @@ func TestInterval(t *testing.T) {
 	}
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestLimiterKeysAndSweep(t *testing.T) {
-	c := &clock{t: t0}
-	l := New(c.now)
+	c := testclock.New(t0)
+	l := New(c.Now)
 	for _, key := range []string{"global", "trunk:a", "trunk:b"} {
 		if ok, _ := l.Take(key, 1, 1); !ok {
 			t.Fatalf("first token of %s refused", key)
@@ -98,7 +82,7 @@ func TestLimiterKeysAndSweep(t *testing.T) {
 	if ok, wait := l.Take("global", 1, 1); ok || wait != time.Second {
 		t.Fatalf("second token of global = %v, %v; want refused for 1s", ok, wait)
 	}
-	c.add(2 * sweepEvery)
+	c.Advance(2 * sweepEvery)
 	if ok, _ := l.Take("global", 1, 1); !ok {
 		t.Fatal("a token after the budget refilled was refused")
 	}
@@ -111,8 +95,8 @@ func TestLimiterKeysAndSweep(t *testing.T) {
 }
 
 func TestLimiterConcurrent(t *testing.T) {
-	c := &clock{t: t0}
-	l := New(c.now)
+	c := testclock.New(t0)
+	l := New(c.Now)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	granted := 0

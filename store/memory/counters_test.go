@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voiceotp/voiceotp/internal/testclock"
 	"github.com/voiceotp/voiceotp/store/memory"
 )
 
@@ -13,8 +14,8 @@ import (
 // after an idle period, a larger burst lets that many through at once, keys are independent, and bad
 // arguments are refused.
 func TestCountersTakeToken(t *testing.T) {
-	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	l := memory.NewCounters(memory.WithClock(c.now))
+	c := testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	l := memory.NewCounters(memory.WithClock(c.Now))
 	ctx := context.Background()
 	steps := []struct {
 		name     string
@@ -38,7 +39,7 @@ func TestCountersTakeToken(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			c.set(c.now().Add(st.advance))
+			c.Set(c.Now().Add(st.advance))
 			ok, wait, err := l.TakeToken(ctx, st.key, 10, st.burst)
 			if err != nil || ok != st.wantOK || wait != st.wantWait {
 				t.Fatalf("TakeToken(%s) = %v, %v, %v; want %v, %v", st.key, ok, wait, err, st.wantOK, st.wantWait)
@@ -61,8 +62,8 @@ func TestCountersTakeToken(t *testing.T) {
 }
 
 func TestCountersLiveCall(t *testing.T) {
-	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	l := memory.NewCounters(memory.WithClock(c.now))
+	c := testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	l := memory.NewCounters(memory.WithClock(c.Now))
 	ctx := context.Background()
 	const n = "+15550001111"
 	steps := []struct {
@@ -89,20 +90,20 @@ func TestCountersLiveCall(t *testing.T) {
 			if h, _, _ := l.NumberHolder(ctx, n); h != st.holder {
 				t.Errorf("holder %q, want %q", h, st.holder)
 			}
-			c.set(c.now().Add(st.advance))
+			c.Set(c.Now().Add(st.advance))
 		})
 	}
 }
 
 func TestCountersCountSendSlides(t *testing.T) {
-	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	l := memory.NewCounters(memory.WithClock(c.now))
+	c := testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	l := memory.NewCounters(memory.WithClock(c.Now))
 	ctx := context.Background()
 	for i := range 3 {
 		if ok, _, err := l.CountSend(ctx, "+1555", time.Hour, 3); !ok || err != nil {
 			t.Fatalf("send %d refused: %v", i, err)
 		}
-		c.set(c.now().Add(10 * time.Minute))
+		c.Set(c.Now().Add(10 * time.Minute))
 	}
 	ok, wait, err := l.CountSend(ctx, "+1555", time.Hour, 3)
 	if ok || err != nil || wait != 30*time.Minute {
@@ -111,7 +112,7 @@ func TestCountersCountSendSlides(t *testing.T) {
 	if ok, _, _ := l.CountSend(ctx, "+1666", time.Hour, 3); !ok {
 		t.Error("another number was refused")
 	}
-	c.set(c.now().Add(30 * time.Minute))
+	c.Set(c.Now().Add(30 * time.Minute))
 	if ok, _, _ := l.CountSend(ctx, "+1555", time.Hour, 3); !ok {
 		t.Error("a send once the oldest left the window was refused")
 	}

@@ -3,10 +3,10 @@ package memory_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/voiceotp/voiceotp/internal/testclock"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/store/memory"
 	"github.com/voiceotp/voiceotp/store/storetest"
@@ -14,24 +14,6 @@ import (
 
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) otp.Store { return memory.New() })
-}
-
-// clock is a settable clock for the store.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
 }
 
 func verification(id, to string, now time.Time) *otp.Verification {
@@ -65,12 +47,12 @@ func TestRetention(t *testing.T) {
 	for _, tc := range tests {
 		for _, op := range ops {
 			t.Run(tc.name+"/"+op.name, func(t *testing.T) {
-				c := &clock{t: t0}
-				s := memory.New(memory.WithClock(c.now), memory.WithRetention(time.Hour), memory.WithSweepInterval(time.Hour))
+				c := testclock.New(t0)
+				s := memory.New(memory.WithClock(c.Now), memory.WithRetention(time.Hour), memory.WithSweepInterval(time.Hour))
 				if _, _, err := s.CreatePending(context.Background(), verification("VE1", "+15550001111", t0), t0); err != nil {
 					t.Fatal(err)
 				}
-				c.set(tc.at)
+				c.Set(tc.at)
 				err := op.do(s)
 				if tc.wantKept && err != nil {
 					t.Errorf("%s: %v, want kept", op.name, err)
@@ -88,14 +70,14 @@ func TestRetention(t *testing.T) {
 
 func TestLazySweepBoundsMemory(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	c := &clock{t: t0}
-	s := memory.New(memory.WithClock(c.now), memory.WithRetention(time.Hour), memory.WithSweepInterval(time.Minute))
+	c := testclock.New(t0)
+	s := memory.New(memory.WithClock(c.Now), memory.WithRetention(time.Hour), memory.WithSweepInterval(time.Minute))
 	ctx := context.Background()
 	// One verification and one idempotency key a minute for a day, never read back: only those inside
 	// TTL + retention (70 minutes) may stay.
 	for i := range 24 * 60 {
 		now := t0.Add(time.Duration(i) * time.Minute)
-		c.set(now)
+		c.Set(now)
 		id := "VE" + time.Duration(i).String()
 		if _, created, err := s.CreatePending(ctx, verification(id, "+1555"+id, now), now); err != nil || !created {
 			t.Fatalf("create %d: %v %v", i, created, err)
@@ -112,8 +94,8 @@ func TestLazySweepBoundsMemory(t *testing.T) {
 
 func TestRunSweeps(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	c := &clock{t: t0}
-	s := memory.New(memory.WithClock(c.now), memory.WithRetention(time.Minute), memory.WithSweepInterval(time.Millisecond))
+	c := testclock.New(t0)
+	s := memory.New(memory.WithClock(c.Now), memory.WithRetention(time.Minute), memory.WithSweepInterval(time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
@@ -123,7 +105,7 @@ func TestRunSweeps(t *testing.T) {
 	if _, err := s.ClaimIdempotency(ctx, "k", otp.IdempotencyRecord{}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	c.set(t0.Add(time.Hour))
+	c.Set(t0.Add(time.Hour))
 	// Run's ticker is real time; wait for its sweep with a generous deadline.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
