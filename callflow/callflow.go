@@ -161,6 +161,12 @@ type Request struct {
 	Trunk sip.Trunk
 	// Number is the callee in E.164 ("+15551234567"); validated again here.
 	Number string
+	// CallerID, if set, is the number the call presents, in E.164
+	// ("+15557654321"): sip.DialRequest.CallerID, the From user and
+	// P-Asserted-Identity of the INVITE on every trunk tried. A malformed one
+	// ends the call Failed with CauseInvalid before anything is dialled. If
+	// empty, the caller ID configured in package sip is presented.
+	CallerID string
 	// Code is the one-time code, 4 to 10 digits. It is spoken only after the gate.
 	Code string
 	// Confirm, if not nil, is asked right before each play of the code (the first, the repeats the
@@ -253,6 +259,10 @@ func (c *callState) place(ctx context.Context, req Request) {
 		c.end(Failed, "", CauseInvalid, err)
 		return
 	}
+	if err := sip.ValidateCallerID(req.CallerID); err != nil {
+		c.end(Failed, "", CauseInvalid, err)
+		return
+	}
 	if ctx.Err() != nil {
 		c.end(Canceled, "", stopCause(context.Cause(ctx)), context.Cause(ctx))
 		return
@@ -292,9 +302,10 @@ func (c *callState) place(ctx context.Context, req Request) {
 	c.emit(Event{Type: EventDialing})
 	c.res.DialedAt = r.now()
 	call, err := r.dialer.dial(ctx, sip.DialRequest{
-		Trunk:  req.Trunk,
-		Number: req.Number,
-		Offer:  offerSDP,
+		Trunk:    req.Trunk,
+		Number:   req.Number,
+		CallerID: req.CallerID,
+		Offer:    offerSDP,
 		OfferFor: func(t *sip.TrunkConfig) []byte {
 			if b, err := offerFor(t).Marshal(); err == nil {
 				return b

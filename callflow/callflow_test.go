@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -77,11 +78,12 @@ type fakeDialer struct {
 	err      error
 	progress []sip.Progress
 
-	mu    sync.Mutex // guards dials, offer and call
-	dials int
-	offer []byte // the offer made for trunk
-	call  *fakeCall
-	ready chan struct{} // closed when call is set
+	mu       sync.Mutex // guards dials, callerID, offer and call
+	dials    int
+	callerID string // of the last dial
+	offer    []byte // the offer made for trunk
+	call     *fakeCall
+	ready    chan struct{} // closed when call is set
 }
 
 func newFakeDialer(sdp []byte, err error) *fakeDialer {
@@ -91,6 +93,7 @@ func newFakeDialer(sdp []byte, err error) *fakeDialer {
 func (d *fakeDialer) dial(ctx context.Context, req sip.DialRequest) (sipCall, error) {
 	d.mu.Lock()
 	d.dials++
+	d.callerID = req.CallerID
 	d.mu.Unlock()
 	for _, p := range d.progress {
 		req.OnProgress(p)
@@ -371,6 +374,42 @@ func TestInvalidInputIsNeverDialled(t *testing.T) {
 			res := unitRunner(t, d, Config{}).Run(context.Background(), Request{Trunk: unitTrunk, Number: tt.number, Code: tt.code}, nil)
 			if res.Outcome != tt.want || d.dialCount() != 0 {
 				t.Errorf("outcome %s, dials %d; want %s and none", res.Outcome, d.dialCount(), tt.want)
+			}
+		})
+	}
+}
+
+func TestInvalidCallerIDIsNeverDialled(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"+15557654321\r\nX-Evil: 1", "+1555765432a", "anonymous", "15557654321", "+05557654321"} {
+		t.Run(strconv.Quote(id), func(t *testing.T) {
+			t.Parallel()
+			d := newFakeDialer(nil, errors.New("must not dial"))
+			res := unitRunner(t, d, Config{}).Run(context.Background(),
+				Request{Trunk: unitTrunk, Number: "+15551234567", CallerID: id, Code: testCode}, nil)
+			if res.Outcome != Failed || res.HangupCause != CauseInvalid || d.dialCount() != 0 {
+				t.Errorf("outcome %s cause %s, dials %d; want failed, %s and none", res.Outcome, res.HangupCause, d.dialCount(), CauseInvalid)
+			}
+			if !strings.Contains(res.Error, "caller ID") || strings.ContainsAny(res.Error, "\r\n") {
+				t.Errorf("error %q: want one naming the caller ID, without raw control characters", res.Error)
+			}
+		})
+	}
+}
+
+func TestCallerIDReachesTheDial(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"+15557654321", ""} {
+		t.Run(strconv.Quote(id), func(t *testing.T) {
+			t.Parallel()
+			d := newFakeDialer(nil, &sip.Error{Status: 486, Reason: "Busy Here", Kind: sip.ErrBusy})
+			res := unitRunner(t, d, Config{}).Run(context.Background(),
+				Request{Trunk: unitTrunk, Number: "+15551234567", CallerID: id, Code: testCode}, nil)
+			d.mu.Lock()
+			got := d.callerID
+			d.mu.Unlock()
+			if res.Outcome != Busy || d.dialCount() != 1 || got != id {
+				t.Errorf("outcome %s, dials %d, caller ID %q; want busy, one dial with %q", res.Outcome, d.dialCount(), got, id)
 			}
 		})
 	}

@@ -79,6 +79,12 @@ type placed struct {
 // callSIPp dials the SIPp peer with a fresh UA and runner.
 func callSIPp(t *testing.T, peer *sippPeer, cfg Config) placed {
 	t.Helper()
+	return callSIPpFrom(t, peer, cfg, "")
+}
+
+// callSIPpFrom is callSIPp presenting callerID (empty: the UA's From user).
+func callSIPpFrom(t *testing.T, peer *sippPeer, cfg Config, callerID string) placed {
+	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ua, err := sip.NewUA(sip.Config{ListenAddr: "127.0.0.1:0", Logger: logger})
@@ -96,7 +102,7 @@ func callSIPp(t *testing.T, peer *sippPeer, cfg Config) placed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := r.Run(ctx, Request{Trunk: trunk, Number: "+15551234567", Code: testCode}, nil)
+	res := r.Run(ctx, Request{Trunk: trunk, Number: "+15551234567", CallerID: callerID, Code: testCode}, nil)
 	return placed{res: res, logs: logs.String()}
 }
 
@@ -252,6 +258,16 @@ func TestSIPpBusy(t *testing.T) {
 	if p.res.Media != nil || !p.res.AnsweredAt.IsZero() {
 		t.Error("a busy call has no media and no answer time")
 	}
+}
+
+// The request's caller ID is the From user and P-Asserted-Identity of the
+// INVITE SIPp receives (the scenario fails otherwise).
+func TestSIPpCallerID(t *testing.T) {
+	t.Parallel()
+	peer := startSIPp(t, "caller_id_busy.xml", nil, nil)
+	p := callSIPpFrom(t, peer, fastConfig(Challenge{}), "+15557654321")
+	peer.wait(t)
+	assertOutcome(t, p.res, Busy)
 }
 
 // (d) Rings forever: CANCEL at the ring timeout, 487, no_answer.

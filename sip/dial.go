@@ -27,6 +27,17 @@ type DialRequest struct {
 	Trunk Trunk
 	// Number is the callee, in E.164 (validated again by Dial).
 	Number string
+	// CallerID, if set, is the number the call presents, in E.164
+	// ("+15557654321"): the user part of From, whose display name stays
+	// empty, and a P-Asserted-Identity <sip:CallerID@from-domain>
+	// (RFC 3325 §9.1), sent to the trunk as the network-asserted identity.
+	// It takes the place of the From user (Config.FromUser,
+	// TrunkConfig.FromUser) and of any TrunkConfig.PAssertedIdentity, on
+	// every attempt: the retry after a digest challenge and each trunk
+	// Trunks.Dial fails over to; the From domain and a trunk's Privacy stay.
+	// Dial checks it with ValidateCallerID before anything is sent. If
+	// empty, the configured From user and P-Asserted-Identity are sent.
+	CallerID string
 	// Offer is the SDP offer, sent as the application/sdp INVITE body.
 	Offer []byte
 	// OfferFor, if set, makes the offer for each trunk Trunks.Dial tries
@@ -112,17 +123,21 @@ func (o *outbound) route() *sip.RouteHeader {
 // Dial places a call: it sends the INVITE to req.Trunk and returns the
 // established, ACKed Call once a 2xx arrives (RFC 3261 §13.2.2.4).
 //
-// The INVITE carries our own From tag, a To without tag, a Contact with the
-// listening address, Via with rport (RFC 3581), Max-Forwards, User-Agent,
-// Allow and the offer. Provisional responses are passed to OnProgress, as
-// many as the trunk sends; the SDP of the last one carrying SDP is kept as
-// Call.EarlySDP. One 401/407 challenge is answered with digest credentials
-// from Config (RFC 3261 §22.2).
+// The INVITE carries a From of Config.FromUser, or of req.CallerID with a
+// matching P-Asserted-Identity, and our own tag; a To without tag, a
+// Contact with the listening address, Via with rport (RFC 3581),
+// Max-Forwards, User-Agent, Allow and the offer. Provisional responses are
+// passed to OnProgress, as many as the trunk sends; the SDP of the last one
+// carrying SDP is kept as Call.EarlySDP. One 401/407 challenge is answered
+// with digest credentials from Config (RFC 3261 §22.2); the retry keeps the
+// From and P-Asserted-Identity.
 //
-// Failures are *Error values with Kind set (see KindForStatus): a final
-// non-2xx; a second challenge or one we have no credentials for (ErrAuth); no
-// response at all before the INVITE transaction times out, or a transport
-// error (ErrUnreachable, Status 0).
+// A Number that fails ValidateE164, or a CallerID that fails
+// ValidateCallerID, is an error wrapping ErrInvalidNumber, and nothing is
+// sent. Other failures are *Error values with Kind set (see
+// KindForStatus): a final non-2xx; a second challenge or one we have no
+// credentials for (ErrAuth); no response at all before the INVITE
+// transaction times out, or a transport error (ErrUnreachable, Status 0).
 //
 // On ring timeout, or when ctx ends, Dial sends CANCEL as soon as a
 // provisional response allows it (RFC 3261 §9.1) and waits up to
@@ -141,7 +156,7 @@ func (o *outbound) route() *sip.RouteHeader {
 // after a crossing 2xx), and sooner if the INVITE transaction times out (64*T1)
 // because the trunk sends nothing at all.
 func (ua *UA) Dial(ctx context.Context, req DialRequest) (*Call, error) {
-	if err := ValidateE164(req.Number); err != nil {
+	if err := req.validate(); err != nil {
 		return nil, err
 	}
 	o := &outbound{
@@ -153,9 +168,54 @@ func (ua *UA) Dial(ctx context.Context, req DialRequest) (*Call, error) {
 	return ua.dial(ctx, req, o, req.Number)
 }
 
+// validate checks what of req goes into headers: Number and CallerID.
+func (req *DialRequest) validate() error {
+	if err := ValidateE164(req.Number); err != nil {
+		return err
+	}
+	return ValidateCallerID(req.CallerID)
+}
+
+// ValidateCallerID reports whether s may be presented as a DialRequest's
+// CallerID: empty (the configured caller ID), or an E.164 number as
+// ValidateE164 accepts it. It ends up in From and P-Asserted-Identity, so
+// this is what keeps CR/LF and other header-injection bytes out of them.
+// The error wraps ErrInvalidNumber and quotes s with %q.
+func ValidateCallerID(s string) error {
+	if s == "" {
+		return nil
+	}
+	if ValidateE164(s) != nil {
+		return fmt.Errorf("%w: caller ID %q is not '+' followed by 8 to 15 digits, the first not 0", ErrInvalidNumber, s)
+	}
+	return nil
+}
+
+// withCallerID returns a copy of o that presents id, an E.164 number that
+// passed ValidateCallerID: the From user, and the only P-Asserted-Identity
+// (RFC 3325 §9.1 allows one sip URI), at o's From domain. o is shared by
+// concurrent calls, so it is not changed.
+func (o *outbound) withCallerID(id string) *outbound {
+	c := *o
+	c.fromUser = id
+	c.headers = make([]sip.Header, 0, len(o.headers)+1)
+	for _, h := range o.headers {
+		if !strings.EqualFold(h.Name(), "P-Asserted-Identity") {
+			c.headers = append(c.headers, h)
+		}
+	}
+	pai := sip.Uri{Scheme: "sip", User: id, Host: o.fromDomain}
+	c.headers = append(c.headers, sip.NewHeader("P-Asserted-Identity", "<"+pai.String()+">"))
+	return &c
+}
+
 // dial places one call through o to user (the Request-URI user part,
-// already validated: an E.164 number or its rewrite).
+// already validated: an E.164 number or its rewrite), presenting
+// req.CallerID (already validated) if set.
 func (ua *UA) dial(ctx context.Context, req DialRequest, o *outbound, user string) (*Call, error) {
+	if req.CallerID != "" {
+		o = o.withCallerID(req.CallerID)
+	}
 	target, err := o.trunk.requestURI(user)
 	if err != nil {
 		return nil, err

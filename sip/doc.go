@@ -15,7 +15,8 @@
 // (RFC 3261 §10, §22), OPTIONS health probes, failover when a trunk (not the
 // callee) fails, per-trunk caller ID, P-Asserted-Identity and Privacy
 // (RFC 3325, RFC 3323), outbound proxy, number rewriting, channel and
-// calls-per-second limits. DTMF sent in SIP INFO (RFC 6086) reaches
+// calls-per-second limits. A call's own DialRequest.CallerID, if set,
+// replaces the configured caller ID and P-Asserted-Identity. DTMF sent in SIP INFO (RFC 6086) reaches
 // Call.Digits. Config.Trace logs every message with credentials redacted.
 //
 // It owns the SIP signalling sockets and connections and the dialogs on

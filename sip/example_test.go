@@ -148,3 +148,16 @@ func ExampleTrunks() {
 	fmt.Println("answered via", call.Trunk().Name)
 	_ = call.Hangup(ctx)
 }
+
+func ExampleValidateCallerID() {
+	fmt.Println(sip.ValidateCallerID(""))
+	fmt.Println(sip.ValidateCallerID("+15557654321"))
+	err := sip.ValidateCallerID("+15557654321\r\nX-Injected: 1")
+	fmt.Println(errors.Is(err, sip.ErrInvalidNumber))
+	fmt.Println(err)
+	// Output:
+	// <nil>
+	// <nil>
+	// true
+	// sip: invalid number: caller ID "+15557654321\r\nX-Injected: 1" is not '+' followed by 8 to 15 digits, the first not 0
+}

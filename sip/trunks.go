@@ -248,8 +248,10 @@ func failsOver(err error) bool {
 // random among equal priorities, skipping trunks that probes found down,
 // that must register and are not registered, that are at MaxChannels or over
 // MaxCPS. Each trunk's own From, P-Asserted-Identity, Privacy, Route,
-// number rewrite, credentials and transport apply (see UA.Dial for the call
-// itself). The ring timeout applies to each attempt; ctx bounds the whole.
+// number rewrite, credentials and transport apply, except that
+// req.CallerID, if set, is the From user and P-Asserted-Identity on every
+// trunk tried (see UA.Dial for the call itself). The ring timeout applies to
+// each attempt; ctx bounds the whole.
 //
 // A failure of the trunk (408, 5xx, no response within NoResponseTimeout, a
 // transport or TLS error: see failsOver) moves the call to the next trunk,
@@ -260,7 +262,7 @@ func failsOver(err error) bool {
 // the last attempt's error. The returned Call's Trunk is the trunk that
 // carried it; its channel is released when the call ends.
 func (t *Trunks) Dial(ctx context.Context, req DialRequest) (*Call, error) {
-	if err := ValidateE164(req.Number); err != nil {
+	if err := req.validate(); err != nil {
 		return nil, err
 	}
 	tried := map[*trunk]bool{}
