@@ -26,9 +26,9 @@ type NumberSlots interface {
 	ReleaseNumber(ctx context.Context, number, holder string) error
 	// NumberHolder returns the slot's holder ("" when free) and its time left.
 	NumberHolder(ctx context.Context, number string) (holder string, left time.Duration, err error)
-	// CountSend records one send unless limit sends happened within window; then it reports false and
-	// how long until the oldest leaves the window.
-	CountSend(ctx context.Context, number string, window time.Duration, limit int) (bool, time.Duration, error)
+	// Count records one event under key unless limit events were recorded under it within window;
+	// then it reports false and how long until the oldest leaves the window.
+	Count(ctx context.Context, key string, window time.Duration, limit int) (bool, time.Duration, error)
 }
 
 // Expiries is an index of verifications by the time they expire, shared by every node, so that an

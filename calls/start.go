@@ -190,7 +190,7 @@ func (c *Calls) checkNumber(ctx context.Context, number string) error {
 		}
 	}
 	if c.cfg.SendsPerNumber > 0 {
-		ok, wait, err := c.slots.CountSend(ctx, number, c.cfg.SendsWindow, c.cfg.SendsPerNumber)
+		ok, wait, err := c.slots.Count(ctx, "number:"+number, c.cfg.SendsWindow, c.cfg.SendsPerNumber)
 		if err != nil {
 			return unavailable(err)
 		}

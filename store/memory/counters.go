@@ -26,9 +26,9 @@ type Counters struct {
 	mu sync.Mutex
 	// live maps a number to its live call's holder and the slot's expiry.
 	live map[string]liveSlot
-	// sends maps a number to the times of its sends in the current window, oldest first.
+	// sends maps a key to the times of its events in the current window, oldest first.
 	sends map[string][]time.Time
-	// window is the longest window CountSend was called with, for sweeping sends.
+	// window is the longest window Count was called with, for sweeping events.
 	window    time.Duration
 	lastSweep time.Time
 }
@@ -99,27 +99,28 @@ func (l *Counters) NumberHolder(ctx context.Context, number string) (string, tim
 	return cur.holder, cur.expires.Sub(now), nil
 }
 
-// CountSend records one send to number if fewer than limit sends were recorded in the last window,
-// and reports ok. Otherwise it records nothing and returns ok == false with retryAfter, the time until
-// the oldest counted send leaves the window. window and limit must be positive.
-func (l *Counters) CountSend(ctx context.Context, number string, window time.Duration, limit int) (ok bool, retryAfter time.Duration, err error) {
+// Count records one event under key (a number's sends, an API key's starts, …) if fewer than limit
+// events were recorded under it in the last window, and reports ok. Otherwise it records nothing and
+// returns ok == false with retryAfter, the time until the oldest counted event leaves the window. The
+// log holds at most limit events. window and limit must be positive.
+func (l *Counters) Count(ctx context.Context, key string, window time.Duration, limit int) (ok bool, retryAfter time.Duration, err error) {
 	if err := ctx.Err(); err != nil {
-		return false, 0, fmt.Errorf("memory: count send: %w", err)
+		return false, 0, fmt.Errorf("memory: count: %w", err)
 	}
 	if window <= 0 || limit <= 0 {
-		return false, 0, fmt.Errorf("memory: count send: window %v and limit %d must be positive", window, limit)
+		return false, 0, fmt.Errorf("memory: count: window %v and limit %d must be positive", window, limit)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	l.window = max(l.window, window)
 	l.maybeSweepLocked(now)
-	sends := dropBefore(l.sends[number], now.Add(-window))
+	sends := dropBefore(l.sends[key], now.Add(-window))
 	if len(sends) >= limit {
-		l.sends[number] = sends
+		l.sends[key] = sends
 		return false, max(time.Microsecond, sends[0].Add(window).Sub(now)), nil
 	}
-	l.sends[number] = append(sends, now)
+	l.sends[key] = append(sends, now)
 	return true, 0, nil
 }
 

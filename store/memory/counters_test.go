@@ -95,25 +95,25 @@ func TestCountersLiveCall(t *testing.T) {
 	}
 }
 
-func TestCountersCountSendSlides(t *testing.T) {
+func TestCountersCountSlides(t *testing.T) {
 	c := testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	l := memory.NewCounters(memory.WithClock(c.Now))
 	ctx := context.Background()
 	for i := range 3 {
-		if ok, _, err := l.CountSend(ctx, "+1555", time.Hour, 3); !ok || err != nil {
+		if ok, _, err := l.Count(ctx, "+1555", time.Hour, 3); !ok || err != nil {
 			t.Fatalf("send %d refused: %v", i, err)
 		}
 		c.Set(c.Now().Add(10 * time.Minute))
 	}
-	ok, wait, err := l.CountSend(ctx, "+1555", time.Hour, 3)
+	ok, wait, err := l.Count(ctx, "+1555", time.Hour, 3)
 	if ok || err != nil || wait != 30*time.Minute {
 		t.Fatalf("fourth send = %v, %v, %v; want refused for 30m", ok, wait, err)
 	}
-	if ok, _, _ := l.CountSend(ctx, "+1666", time.Hour, 3); !ok {
+	if ok, _, _ := l.Count(ctx, "+1666", time.Hour, 3); !ok {
 		t.Error("another number was refused")
 	}
 	c.Set(c.Now().Add(30 * time.Minute))
-	if ok, _, _ := l.CountSend(ctx, "+1555", time.Hour, 3); !ok {
+	if ok, _, _ := l.Count(ctx, "+1555", time.Hour, 3); !ok {
 		t.Error("a send once the oldest left the window was refused")
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 // Counters are the counters and rate limiters that every node sharing one Redis must agree on, so that
 // a limit holds for the deployment and not per process: at most one live call per destination number
-// ([Counters.AcquireNumber]), sends per number per window ([Counters.CountSend]), and calls-per-second
+// ([Counters.AcquireNumber]), sends per number per window ([Counters.Count]), and calls-per-second
 // budgets, global or per key such as a trunk or the call queue ([Counters.TakeToken]). They have the
 // same methods and meaning as the memory store's Counters, which hold for one process.
 //
@@ -36,9 +36,9 @@ func NewCounters(c goredis.UniversalClient, opts ...Option) *Counters {
 	return &Counters{c: c, o: buildOptions(opts)}
 }
 
-func (l *Counters) liveKey(number string) string  { return l.o.prefix + "live:{" + number + "}" }
-func (l *Counters) sendsKey(number string) string { return l.o.prefix + "sends:{" + number + "}" }
-func (l *Counters) rateKey(key string) string     { return l.o.prefix + "rate:{" + key + "}" }
+func (l *Counters) liveKey(number string) string { return l.o.prefix + "live:{" + number + "}" }
+func (l *Counters) countKey(key string) string   { return l.o.prefix + "count:{" + key + "}" }
+func (l *Counters) rateKey(key string) string    { return l.o.prefix + "rate:{" + key + "}" }
 
 // acquireLive takes or renews the live-call slot of a number.
 //
@@ -120,12 +120,12 @@ func (l *Counters) NumberHolder(ctx context.Context, number string) (holder stri
 	return holder, max(0, ttl.Val()), nil
 }
 
-// countSend is a sliding-window log: one sorted-set member per send, scored by its time.
+// countEvents is a sliding-window log: one sorted-set member per event, scored by its time.
 //
-//	KEYS[1] the number's send log
+//	KEYS[1] the key's event log
 //	ARGV[1] the window in µs, ARGV[2] the limit, ARGV[3] a random member suffix
-//	returns {1, 0} after recording the send, or {0, µs until the oldest send leaves the window}
-var countSend = goredis.NewScript(`
+//	returns {1, 0} after recording the event, or {0, µs until the oldest event leaves the window}
+var countEvents = goredis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local window = tonumber(ARGV[1])
@@ -140,26 +140,28 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1)
 return {1, 0}
 `)
 
-// CountSend records one send to number if fewer than limit sends were recorded in the last window, and
-// reports ok. Otherwise it records nothing and returns ok == false with retryAfter, the time until the
-// oldest counted send leaves the window (for a Retry-After header). The window slides: a send counts for
-// exactly window after it, by Redis's clock. window and limit must be positive.
-func (l *Counters) CountSend(ctx context.Context, number string, window time.Duration, limit int) (ok bool, retryAfter time.Duration, err error) {
+// Count records one event under key (a number's sends, an API key's starts, …) if fewer than limit
+// events were recorded under it in the last window, and reports ok. Otherwise it records nothing and
+// returns ok == false with retryAfter, the time until the oldest counted event leaves the window (for a
+// Retry-After header). The window slides: an event counts for exactly window after it, by Redis's
+// clock; the log holds at most limit events. window and limit must be positive; every caller of one
+// key should pass the same window and limit.
+func (l *Counters) Count(ctx context.Context, key string, window time.Duration, limit int) (ok bool, retryAfter time.Duration, err error) {
 	if err := ctx.Err(); err != nil {
-		return false, 0, fmt.Errorf("redis: count send: %w", err)
+		return false, 0, fmt.Errorf("redis: count: %w", err)
 	}
 	if window < time.Microsecond || limit <= 0 {
-		return false, 0, fmt.Errorf("redis: count send: window %v and limit %d must be positive", window, limit)
+		return false, 0, fmt.Errorf("redis: count: window %v and limit %d must be positive", window, limit)
 	}
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails
-	res, err := countSend.Run(ctx, l.c, []string{l.sendsKey(number)},
+	res, err := countEvents.Run(ctx, l.c, []string{l.countKey(key)},
 		window.Microseconds(), limit, hex.EncodeToString(nonce[:])).Int64Slice()
 	if err != nil {
-		return false, 0, fmt.Errorf("redis: count send: %w", err)
+		return false, 0, fmt.Errorf("redis: count: %w", err)
 	}
 	if len(res) != 2 {
-		return false, 0, errors.New("redis: count send: unexpected reply")
+		return false, 0, errors.New("redis: count: unexpected reply")
 	}
 	return res[0] == 1, time.Duration(res[1]) * time.Microsecond, nil
 }

@@ -103,7 +103,7 @@ func TestAcquireNumberRace(t *testing.T) {
 	}
 }
 
-func TestCountSend(t *testing.T) {
+func TestCount(t *testing.T) {
 	tests := []struct {
 		name     string
 		limit    int
@@ -126,7 +126,7 @@ func TestCountSend(t *testing.T) {
 				refusal []time.Duration
 			)
 			send := func(i int) {
-				allowed, retry, err := nodes[i%2].CountSend(context.Background(), "+15550001111", time.Hour, tc.limit)
+				allowed, retry, err := nodes[i%2].Count(context.Background(), "+15550001111", time.Hour, tc.limit)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -158,30 +158,30 @@ func TestCountSend(t *testing.T) {
 				}
 			}
 			// Another number has its own count.
-			if allowed, _, err := nodes[0].CountSend(context.Background(), "+15550002222", time.Hour, tc.limit); err != nil || !allowed {
+			if allowed, _, err := nodes[0].Count(context.Background(), "+15550002222", time.Hour, tc.limit); err != nil || !allowed {
 				t.Errorf("another number: %v, %v", allowed, err)
 			}
 		})
 	}
 }
 
-func TestCountSendWindowSlides(t *testing.T) {
+func TestCountWindowSlides(t *testing.T) {
 	l := redis.NewCounters(fresh(t))
 	ctx := context.Background()
 	const window = 300 * time.Millisecond
 	for i := range 2 {
-		if ok, _, err := l.CountSend(ctx, "+15550001111", window, 2); err != nil || !ok {
+		if ok, _, err := l.Count(ctx, "+15550001111", window, 2); err != nil || !ok {
 			t.Fatalf("send %d: %v, %v", i, ok, err)
 		}
 	}
-	ok, retry, err := l.CountSend(ctx, "+15550001111", window, 2)
+	ok, retry, err := l.Count(ctx, "+15550001111", window, 2)
 	if err != nil || ok || retry <= 0 || retry > window {
 		t.Fatalf("third send = %v, %v, %v; want refused with retryAfter in (0, %v]", ok, retry, err, window)
 	}
 	// Waiting out retryAfter is the point of the test: real time must pass on Redis's clock for the
 	// oldest send to leave the window, and retryAfter is the limiter's own word for how much.
 	time.Sleep(retry)
-	if ok, retry, err := l.CountSend(ctx, "+15550001111", window, 2); err != nil || !ok {
+	if ok, retry, err := l.Count(ctx, "+15550001111", window, 2); err != nil || !ok {
 		t.Fatalf("after waiting retryAfter: %v, %v, %v; want allowed", ok, retry, err)
 	}
 }
@@ -195,8 +195,8 @@ func TestCountersRefuseBadArguments(t *testing.T) {
 	}{
 		{"AcquireZeroTTL", func() error { _, err := l.AcquireNumber(ctx, "+1555", "h", 0); return err }},
 		{"AcquireNoHolder", func() error { _, err := l.AcquireNumber(ctx, "+1555", "", time.Second); return err }},
-		{"CountZeroWindow", func() error { _, _, err := l.CountSend(ctx, "+1555", 0, 1); return err }},
-		{"CountZeroLimit", func() error { _, _, err := l.CountSend(ctx, "+1555", time.Second, 0); return err }},
+		{"CountZeroWindow", func() error { _, _, err := l.Count(ctx, "+1555", 0, 1); return err }},
+		{"CountZeroLimit", func() error { _, _, err := l.Count(ctx, "+1555", time.Second, 0); return err }},
 		{"TokenZeroRate", func() error { _, _, err := l.TakeToken(ctx, "k", 0, 1); return err }},
 		{"TokenNaNRate", func() error { _, _, err := l.TakeToken(ctx, "k", nan(), 1); return err }},
 	}

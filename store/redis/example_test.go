@@ -24,7 +24,7 @@ func ExampleNew() {
 		fmt.Println("redis is down: answer 503")
 		return
 	}
-	if ok, retry, err := counters.CountSend(ctx, "+15551234567", time.Hour, 5); err != nil || !ok {
+	if ok, retry, err := counters.Count(ctx, "+15551234567", time.Hour, 5); err != nil || !ok {
 		fmt.Println("429, Retry-After", retry.Round(time.Second))
 		return
 	}

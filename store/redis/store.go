@@ -20,7 +20,8 @@
 //	                      it, expiring with that verification
 //	ivr:idem:{key}        an idempotency record (JSON), expiring after the TTL given
 //	ivr:live:{+1555…}     Counters: the holder of the live call to that number
-//	ivr:sends:{+1555…}    Counters: sorted set of send times in the current window
+//	ivr:count:{key}       Counters: sorted set of the event times of a sliding-window limit (key: number:+1555…,
+//	                      api_key:…, country:US, prefix:+155512, global:hour, …)
 //	ivr:rate:{key}        Counters: theoretical arrival time of a calls-per-second budget (GCRA)
 //
 // # Atomicity
