@@ -1,6 +1,9 @@
 package policy
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Sentinel errors callers branch on with errors.Is. Every [*Refusal] matches ErrRefused and the one
 // sentinel of its Code.
@@ -15,6 +18,10 @@ var (
 	ErrNumberTypeNotAllowed = errors.New("policy: number type not allowed")
 	// ErrPrefixDenied matches refusals with Code [CodePrefixDenied].
 	ErrPrefixDenied = errors.New("policy: prefix denied")
+	// ErrCallerIDNotAllowed matches refusals with Code [CodeCallerIDNotAllowed].
+	ErrCallerIDNotAllowed = errors.New("policy: caller id not allowed")
+	// ErrTooManyStarts matches refusals with Code [CodeTooManyStarts].
+	ErrTooManyStarts = errors.New("policy: too many starts")
 
 	// ErrInvalidConfig is wrapped by every error of [New]; the error's text names the field
 	// ("policy.countries: ...").
@@ -24,8 +31,8 @@ var (
 // The codes of a [Refusal]: the API error codes, one per reason a number may not be called.
 const (
 	// CodeInvalidNumber: the number is not '+' and up to 15 digits, its calling code is unassigned
-	// (+999), or libphonenumber does not consider it valid for its region or network. No prefix
-	// overrides it.
+	// (+999), or libphonenumber does not consider it valid for its region or network, and no allow
+	// prefix covers it.
 	CodeInvalidNumber = "invalid_number"
 	// CodeCountryNotAllowed: the number's region is not allowed, or it is non-geographic.
 	CodeCountryNotAllowed = "country_not_allowed"
@@ -33,6 +40,11 @@ const (
 	CodeNumberTypeNotAllowed = "number_type_not_allowed"
 	// CodePrefixDenied: the longest configured prefix matching the number is a deny prefix.
 	CodePrefixDenied = "prefix_denied"
+	// CodeCallerIDNotAllowed: the caller ID asked for is not one of Config.CallerIDs.
+	CodeCallerIDNotAllowed = "caller_id_not_allowed"
+	// CodeTooManyStarts: a velocity limit ([Limit]) is reached; the Refusal's RetryAfter says when
+	// the oldest counted start leaves its window.
+	CodeTooManyStarts = "too_many_starts"
 )
 
 // The rules of a [Refusal], finer than its code, for the audit log.
@@ -55,6 +67,10 @@ const (
 	RuleNumberTypes = "number_types"
 	// RuleDenyPrefix (prefix_denied): the longest matching prefix is in Config.DenyPrefixes.
 	RuleDenyPrefix = "deny_prefix"
+	// RuleCallerIDs (caller_id_not_allowed): the caller ID is not in Config.CallerIDs.
+	RuleCallerIDs = "caller_ids"
+	// The velocity rules (too_many_starts) are named by their [Scope]: api_key, country, prefix,
+	// global.
 )
 
 // Refusal is the error of a refused number. Its text, like its fields, never contains more of the
@@ -66,6 +82,9 @@ type Refusal struct {
 	Rule string
 	// Reason is a sentence for humans, e.g. "numbers in GB may not be called".
 	Reason string
+	// RetryAfter, for too_many_starts, is how long until the oldest counted start leaves its window;
+	// 0 for the other codes, which no retry cures.
+	RetryAfter time.Duration
 }
 
 // Error formats the refusal as "policy: <code> (<rule>): <reason>".
@@ -85,6 +104,10 @@ func codeSentinel(code string) error {
 		return ErrInvalidNumber
 	case CodeCountryNotAllowed:
 		return ErrCountryNotAllowed
+	case CodeCallerIDNotAllowed:
+		return ErrCallerIDNotAllowed
+	case CodeTooManyStarts:
+		return ErrTooManyStarts
 	case CodeNumberTypeNotAllowed:
 		return ErrNumberTypeNotAllowed
 	case CodePrefixDenied:

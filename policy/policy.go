@@ -76,10 +76,16 @@ type Config struct {
 	NumberTypes []string
 	// DenyPrefixes and AllowPrefixes are E.164 prefixes: '+' and 1 to 15 digits, the first not 0
 	// ("+1900", "+44", "+8823"). The longest prefix of either list that starts the number decides:
-	// an allow prefix lets the number through whatever its country and type (an operator's exception;
-	// the number must still be valid), a deny prefix refuses it. A prefix in both lists denies. If
+	// an allow prefix lets the number through whatever its country, type or validity (an operator's
+	// exception, e.g. a test range), a deny prefix refuses it. A prefix in both lists denies. If
 	// empty, no prefix applies.
 	DenyPrefixes, AllowPrefixes []string
+	// CallerIDs are the numbers (E.164) the operator owns and may present as caller ID; a request
+	// that asks for another is refused (caller_id_not_allowed). If empty, a request may not choose
+	// its caller ID at all: the trunk's own From is used.
+	CallerIDs []string
+	// Limits are the velocity limits on starts ([Limit]); [Policy.CountStart] applies them in order.
+	Limits []Limit
 }
 
 // prefixRule is what a configured prefix does.
@@ -98,6 +104,8 @@ type Policy struct {
 	types     uint32 // bit 1<<PhoneNumberType set if the type is allowed
 	prefixes  map[string]prefixRule
 	maxPrefix int // length of the longest prefix in prefixes, '+' included
+	callerIDs map[string]struct{}
+	limits    []Limit
 }
 
 // Destination is what [Policy.Check] learned about a number.
@@ -195,6 +203,23 @@ func New(cfg Config) (*Policy, error) {
 	addPrefixes("deny_prefixes", cfg.DenyPrefixes, prefixDeny)
 	addPrefixes("allow_prefixes", cfg.AllowPrefixes, prefixAllow)
 
+	p.callerIDs = make(map[string]struct{}, len(cfg.CallerIDs))
+	for _, id := range cfg.CallerIDs {
+		if n := len(id) - 1; n < 8 || n > maxDigits || id[0] != '+' || id[1] == '0' || !allDigits(id[1:]) {
+			bad("caller_ids", "%q is not an E.164 number ('+' and 8 to 15 digits)", id)
+			continue
+		}
+		if _, dup := p.callerIDs[id]; dup {
+			bad("caller_ids", "%q is listed twice", id)
+		}
+		p.callerIDs[id] = struct{}{}
+	}
+	for i, l := range cfg.Limits {
+		if err := l.validate(); err != nil {
+			bad("limits", "limit %d (%s): %v", i+1, l.Scope, err)
+		}
+	}
+	p.limits = slices.Clone(cfg.Limits)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -221,10 +246,11 @@ func (p *Policy) AllowsAll() bool { return p.allowAll }
 // Check decides whether number may be called. The number must be in E.164 form ('+' and digits, no
 // spaces); anything else is refused as invalid. The rules apply in this order:
 //
-//  1. The number must be valid for its calling code and region according to libphonenumber, else
+//  1. The longest configured prefix starting the number decides, if any: an allow prefix accepts the
+//     number (even one libphonenumber does not know: the operator's exception, e.g. a test range), a
+//     deny prefix refuses it (prefix_denied).
+//  2. The number must be valid for its calling code and region according to libphonenumber, else
 //     invalid_number (rules format, unassigned_calling_code, invalid_for_region).
-//  2. The longest configured prefix starting the number decides, if any: an allow prefix accepts the
-//     number, a deny prefix refuses it (prefix_denied).
 //  3. A non-geographic number is refused (country_not_allowed, rule non_geographic).
 //  4. Its region must be allowed (country_not_allowed, rule countries).
 //  5. Its type must be allowed (number_type_not_allowed).
@@ -236,8 +262,18 @@ func (p *Policy) Check(number string) (Destination, error) {
 	if n := len(number) - 1; n < 1 || n > maxDigits || number[0] != '+' || number[1] == '0' || !allDigits(number[1:]) {
 		return d, refuse(CodeInvalidNumber, RuleFormat, "the number is not a plus sign followed by up to fifteen digits")
 	}
+	// An operator's prefix decides first: a deny refuses whatever the number is, an allow accepts it
+	// even where libphonenumber does not know it (a test range such as +1555 01xx, a new number block).
+	prefix, rule := p.longestPrefix(number)
+	if rule == prefixDeny {
+		return d, refuse(CodePrefixDenied, RuleDenyPrefix, denyReason(number, prefix))
+	}
+	allowed := rule == prefixAllow
 	num, err := phonenumbers.Parse(number, "")
 	if err != nil {
+		if allowed {
+			return d, nil
+		}
 		if errors.Is(err, phonenumbers.ErrInvalidCountryCode) {
 			return d, refuse(CodeInvalidNumber, RuleUnassignedCallingCode, "the number's calling code is not assigned")
 		}
@@ -247,6 +283,10 @@ func (p *Policy) Check(number string) (Destination, error) {
 	// exactly when its type is not UNKNOWN (asserted by FuzzCheck); one call does both.
 	typ := phonenumbers.GetNumberType(num)
 	if typ == phonenumbers.UNKNOWN || int(typ) >= len(typeNames) {
+		if allowed {
+			d.CountryCode, d.Type = int(num.GetCountryCode()), TypeUnknown
+			return d, nil
+		}
 		return d, refuse(CodeInvalidNumber, RuleInvalidForRegion, "the number is not valid for its country or network")
 	}
 	d.CountryCode = int(num.GetCountryCode())
@@ -260,11 +300,8 @@ func (p *Policy) Check(number string) (Destination, error) {
 	if region != nonGeoRegion {
 		d.Country = region
 	}
-
-	if prefix, rule := p.longestPrefix(number); rule == prefixAllow {
+	if allowed {
 		return d, nil
-	} else if rule == prefixDeny {
-		return d, refuse(CodePrefixDenied, RuleDenyPrefix, denyReason(number, prefix))
 	}
 	if region == nonGeoRegion {
 		return d, refuse(CodeCountryNotAllowed, RuleNonGeographic,

@@ -129,8 +129,6 @@ func TestCheck(t *testing.T) {
 		{name: "GB drama range", cfg: usGB, number: gbDrama, code: CodeInvalidNumber, rule: RuleInvalidForRegion},
 		{name: "too short for AC", cfg: Config{AllowAllCountries: true}, number: acShort, code: CodeInvalidNumber, rule: RuleInvalidForRegion},
 		{name: "invalid +882 range", cfg: usGB, number: invalid882, code: CodeInvalidNumber, rule: RuleInvalidForRegion},
-		{name: "allow prefix does not make an invalid number valid",
-			cfg: Config{AllowPrefixes: []string{"+1555"}}, number: us555, code: CodeInvalidNumber, rule: RuleInvalidForRegion},
 		{name: "unknown type allowed changes nothing",
 			cfg: Config{Countries: []string{"US"}, NumberTypes: []string{TypeUnknown}}, number: us555, code: CodeInvalidNumber, rule: RuleInvalidForRegion},
 
@@ -612,5 +610,24 @@ func TestZeroPolicyRefuses(t *testing.T) {
 		if _, err := p.Check(n); !errors.Is(err, ErrCountryNotAllowed) {
 			t.Errorf("zero Policy: Check(%s) = %v, want country_not_allowed", n, err)
 		}
+	}
+}
+
+// An operator's allow prefix accepts numbers libphonenumber does not know (a test range), and a deny
+// prefix refuses them before their validity is even looked at.
+func TestPrefixesDecideBeforeValidity(t *testing.T) {
+	p, err := New(Config{Countries: []string{"US"}, AllowPrefixes: []string{"+1555"}, DenyPrefixes: []string{"+1555999"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := p.Check("+15551234567"); err != nil || d.CountryCode != 1 || d.Type != TypeUnknown {
+		t.Errorf("allowed test range: %+v, %v; want accepted, type unknown", d, err)
+	}
+	var r *Refusal
+	if _, err := p.Check("+15559991234"); !errors.As(err, &r) || r.Code != CodePrefixDenied {
+		t.Errorf("denied inside the allowed range: %v, want prefix_denied", err)
+	}
+	if _, err := p.Check("+19995551234"); !errors.As(err, &r) || r.Code != CodeInvalidNumber {
+		t.Errorf("outside the allowed range: %v, want invalid_number", err)
 	}
 }
