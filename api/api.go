@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -30,7 +31,11 @@ import (
 // Verifications is what the API serves; *calls.Calls implements it. Its errors are those of package
 // calls and package otp, which the API maps to statuses.
 type Verifications interface {
-	Start(ctx context.Context, req calls.StartRequest) (v *otp.Verification, created bool, err error)
+	// Screen decides, with no I/O, whether a start's number and caller ID are allowed (a
+	// *calls.Refusal, or calls.ErrInvalidNumber when not).
+	Screen(req calls.StartRequest) (calls.Screened, error)
+	// StartScreened starts a verification that Screen let through.
+	StartScreened(ctx context.Context, s calls.Screened) (v *otp.Verification, created bool, err error)
 	Get(ctx context.Context, id string) (*otp.Verification, error)
 	Check(ctx context.Context, id, code string) (*otp.Verification, error)
 	Cancel(ctx context.Context, id string) (*otp.Verification, error)
@@ -128,23 +133,36 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request)) http.Handler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(s.keys) > 0 {
 			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || !s.validKey(token) {
+			id, valid := s.keyID(token)
+			if !ok || !valid {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="voiceotp"`)
 				writeError(w, http.StatusUnauthorized, "unauthorized", "a valid API key is required: Authorization: Bearer <key>")
 				return
 			}
+			r = r.WithContext(context.WithValue(r.Context(), keyIDKey{}, id))
 		}
 		h(w, r)
 	})
 }
 
-func (s *Server) validKey(token string) bool {
+// keyID checks token against every API key in constant time and returns the key's id: the first 12
+// hex digits of its SHA-256, which names it in logs and limits without revealing it.
+func (s *Server) keyID(token string) (string, bool) {
 	sum := sha256.Sum256([]byte(token))
 	ok := 0
 	for _, k := range s.keys {
 		ok |= subtle.ConstantTimeCompare(sum[:], k[:])
 	}
-	return ok == 1
+	return hex.EncodeToString(sum[:6]), ok == 1
+}
+
+// keyIDKey is the request context key of the authenticated API key's id.
+type keyIDKey struct{}
+
+// apiKeyID returns the id of the API key that authenticated r, or "" without authentication.
+func apiKeyID(ctx context.Context) string {
+	id, _ := ctx.Value(keyIDKey{}).(string)
+	return id
 }
 
 // Trunk is one trunk in GET /v1/trunks.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/otp"
+	"github.com/voiceotp/voiceotp/policy"
 	"github.com/voiceotp/voiceotp/webhook"
 )
 
@@ -83,6 +84,9 @@ type Config struct {
 	// Logger receives one line per start, call result, check refusal and stop; never a code. If nil,
 	// logs are discarded.
 	Logger *slog.Logger
+	// ShowNumbers writes phone numbers in clear in log lines; by default they are masked
+	// (policy.MaskNumber: "+1555***4567").
+	ShowNumbers bool
 	// Registry gets the metrics (ivr_calls_total, ivr_active_calls, ivr_call_setup_seconds,
 	// ivr_call_queue_seconds, ivr_verifications_started_total, ivr_checks_total,
 	// ivr_calls_stopped_total). If nil, a private registry.
@@ -136,6 +140,7 @@ type Calls struct {
 	m     *metrics
 	now   func() time.Time
 
+	policy   *policy.Policy  // nil: any E.164 number, no velocity limits, any caller ID
 	slots    NumberSlots     // nil: no per-number limits
 	expiries Expiries        // nil: expiries are applied on read and by live calls' timers only
 	signals  Signals         // nil: this process is the only node
@@ -154,6 +159,12 @@ type Option func(*Calls)
 // whose slot is taken) and Config.SendsPerNumber. Without it there are no per-number limits beyond
 // otp's one pending verification per number.
 func WithNumberSlots(s NumberSlots) Option { return func(c *Calls) { c.slots = s } }
+
+// WithPolicy decides with p which numbers may be called (countries, number types, prefixes), which
+// caller IDs may be presented, and how many starts are allowed (its velocity limits, counted with the
+// NumberSlots' Count, so it needs WithNumberSlots when it has limits). Without it any E.164 number may
+// be called, with any caller ID asked for.
+func WithPolicy(p *policy.Policy) Option { return func(c *Calls) { c.policy = p } }
 
 // WithExpiries indexes every verification's expiry in e, and sweeps it every Config.ExpiryInterval, so
 // that each expiry is applied when it happens and announced once (verification.expired). Without it an

@@ -67,7 +67,7 @@ func (c *Calls) Prepare(ctx context.Context, j dispatch.Job, stop context.Cancel
 	c.live.expireAt(j, v.ExpiresAt.Sub(c.now()), func() { c.expire(j.VerificationID) })
 	c.m.active.Inc()
 	c.m.queueWait.Observe(c.now().Sub(j.EnqueuedAt).Seconds())
-	return callflow.Request{Number: j.To, Code: code, Confirm: c.confirm(j.VerificationID)}, nil
+	return callflow.Request{Number: j.To, Code: code, CallerID: v.CallerID, Confirm: c.confirm(j.VerificationID)}, nil
 }
 
 // lostCall decides about a job delivered again whose call cl another node claimed: defer it while the

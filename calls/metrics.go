@@ -17,6 +17,7 @@ type metrics struct {
 	checks        *prometheus.CounterVec // ivr_checks_total{result}
 	stopped       *prometheus.CounterVec // ivr_calls_stopped_total{cause}
 	expired       prometheus.Counter     // ivr_verifications_expired_total
+	refused       *prometheus.CounterVec // ivr_starts_refused_total{code}
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,8 +50,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ivr_verifications_expired_total", Help: "Verifications that expired while pending (as announced by this node).",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ivr_starts_refused_total", Help: "Starts refused by the policy, by error code (invalid_number, country_not_allowed, number_type_not_allowed, prefix_denied, caller_id_not_allowed, too_many_starts).",
+		}, []string{"code"}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.active, m.setup, m.queueWait, m.verifications, m.checks, m.stopped, m.expired} {
+	for _, c := range []prometheus.Collector{m.calls, m.active, m.setup, m.queueWait, m.verifications, m.checks, m.stopped, m.expired, m.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("calls: metrics: %w", err)
 		}

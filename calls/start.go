@@ -11,6 +11,7 @@ import (
 
 	"github.com/voiceotp/voiceotp/dispatch"
 	"github.com/voiceotp/voiceotp/otp"
+	"github.com/voiceotp/voiceotp/policy"
 	"github.com/voiceotp/voiceotp/sip"
 	"github.com/voiceotp/voiceotp/webhook"
 )
@@ -37,6 +38,12 @@ var (
 	// ErrPrivateCallback: the callback URL points to an address the webhook sender refuses (not public).
 	ErrPrivateCallback = webhook.ErrPrivateAddress
 )
+
+// Refusal is a start refused by the policy (package policy): its Code is the API error code
+// (invalid_number, country_not_allowed, number_type_not_allowed, prefix_denied, caller_id_not_allowed,
+// too_many_starts), its Rule the rule for the audit log, RetryAfter set for too_many_starts. It never
+// holds more of the number than a masked log line.
+type Refusal = policy.Refusal
 
 // RetryError is a refusal that a retry may cure, after After.
 type RetryError struct {
@@ -93,22 +100,34 @@ type StartRequest struct {
 	CallbackURL string
 	CallerID    string
 	Metadata    json.RawMessage
+	// APIKeyID names the API key that asked (a hash prefix, never the key), for the per-key velocity
+	// limit and the audit log; "" without authentication.
+	APIKeyID string
 }
 
-// Start applies the number's limits, creates the verification (or joins the one pending for the
-// number) and queues a call on it, unless it joined a call in progress. created says whether the
-// verification is new. Errors: ErrInvalidNumber, otp's (ErrInvalidRequest, ErrTooManyCalls),
-// ErrNumberBusy, ErrTooManySends, ErrQueueFull and ErrUnavailable (as *RetryError).
+// Start screens the request (Screen), applies the number's limits and the velocity limits, creates the
+// verification (or joins the one pending for the number) and queues a call on it, unless it joined a
+// call in progress. created says whether the verification is new. Errors: ErrInvalidNumber, a
+// *Refusal, otp's (ErrInvalidRequest, ErrTooManyCalls), ErrNumberBusy, ErrTooManySends, ErrQueueFull
+// and ErrUnavailable (as *RetryError).
 func (c *Calls) Start(ctx context.Context, req StartRequest) (v *otp.Verification, created bool, err error) {
-	if err := ValidNumber(req.To); err != nil {
+	s, err := c.Screen(req)
+	if err != nil {
 		return nil, false, err
 	}
-	if req.CallerID != "" {
-		if err := ValidNumber(req.CallerID); err != nil {
-			return nil, false, err
-		}
+	return c.StartScreened(ctx, s)
+}
+
+// StartScreened is Start for a request that Screen has let through (the screening is not repeated).
+func (c *Calls) StartScreened(ctx context.Context, s Screened) (v *otp.Verification, created bool, err error) {
+	req, d := s.req, s.d
+	if req.To == "" {
+		return nil, false, fmt.Errorf("%w: not screened", ErrInvalidNumber)
 	}
 	if err := c.checkNumber(ctx, req.To); err != nil {
+		return nil, false, err
+	}
+	if err := c.countStart(ctx, d, req); err != nil {
 		return nil, false, err
 	}
 	v, callID, created, err := c.svc.Start(ctx, otp.StartRequest{
@@ -132,7 +151,7 @@ func (c *Calls) Start(ctx context.Context, req StartRequest) (v *otp.Verificatio
 	if callID == "" {
 		// Joined a verification whose call is in progress: that call delivers the code.
 		c.m.verifications.WithLabelValues("joined").Inc()
-		log.Info("verification joined; its call is in progress", slog.String("to", v.To))
+		log.Info("verification joined; its call is in progress", slog.String("to", c.number(v.To)))
 		return v, false, nil
 	}
 	job := dispatch.Job{VerificationID: v.ID, CallID: callID, To: v.To, EnqueuedAt: c.now(), Attempt: len(v.Calls)}
@@ -154,7 +173,8 @@ func (c *Calls) Start(ctx context.Context, req StartRequest) (v *otp.Verificatio
 		kind = "new"
 	}
 	c.m.verifications.WithLabelValues(kind).Inc()
-	log.Info("verification started", slog.Bool("created", created), slog.String("to", v.To))
+	log.Info("verification started", slog.Bool("created", created), slog.String("to", c.number(v.To)),
+		slog.String("api_key_id", req.APIKeyID))
 	if created {
 		c.webhook(v, "verification.created", statusData(v))
 	}
@@ -278,4 +298,79 @@ func (c *Calls) freeSlot(ctx context.Context, v *otp.Verification) {
 	if err := c.slots.ReleaseNumber(ctx, v.To, h); err != nil {
 		c.log.Warn("number's live-call slot not released", slog.String("verification_id", v.ID), slog.String("error", err.Error()))
 	}
+}
+
+// Screen decides, with no I/O, whether the request's number may be called and its caller ID presented:
+// both must be E.164 (ErrInvalidNumber), and the policy must allow them (a *Refusal). It costs tens of
+// microseconds, so the API calls it before anything else is done for a start, then StartScreened.
+// Every refusal is logged at info with its rule, the API key's id and the number masked.
+func (c *Calls) Screen(req StartRequest) (Screened, error) {
+	d, err := c.screen(req)
+	if err != nil {
+		return Screened{}, err
+	}
+	return Screened{req: req, d: d}, nil
+}
+
+// Screened is a start request that Screen let through, for StartScreened; its zero value is refused.
+type Screened struct {
+	req StartRequest
+	d   policy.Destination
+}
+
+// screen checks req and returns what the policy learned about its number.
+func (c *Calls) screen(req StartRequest) (policy.Destination, error) {
+	d := policy.Destination{Number: req.To}
+	err := ValidNumber(req.To)
+	if err == nil && req.CallerID != "" {
+		err = ValidNumber(req.CallerID)
+	}
+	if err == nil && c.policy != nil {
+		if d, err = c.policy.Check(req.To); err == nil {
+			err = c.policy.CallerID(req.CallerID)
+		}
+	}
+	if err != nil {
+		c.refused(req, d, err)
+	}
+	return d, err
+}
+
+// countStart counts the start against the policy's velocity limits.
+func (c *Calls) countStart(ctx context.Context, d policy.Destination, req StartRequest) error {
+	if c.policy == nil || c.slots == nil {
+		return nil
+	}
+	err := c.policy.CountStart(ctx, c.slots, d, req.APIKeyID)
+	var r *Refusal
+	switch {
+	case errors.As(err, &r):
+		c.refused(req, d, err)
+		return err
+	case err != nil:
+		c.log.Error("start refused: limits unavailable", slog.String("error", err.Error()))
+		return &RetryError{Err: ErrUnavailable, After: unavailableRetryAfter, Cause: err}
+	}
+	return nil
+}
+
+// refused writes the audit line of a start the policy refused.
+func (c *Calls) refused(req StartRequest, d policy.Destination, err error) {
+	rule, code := "format", "invalid_number"
+	var r *Refusal
+	if errors.As(err, &r) {
+		rule, code = r.Rule, r.Code
+	}
+	c.m.refused.WithLabelValues(code).Inc()
+	c.log.Info("start refused", slog.String("code", code), slog.String("rule", rule),
+		slog.String("to", c.number(req.To)), slog.String("country", d.Country), slog.String("type", d.Type),
+		slog.String("api_key_id", req.APIKeyID))
+}
+
+// number is how a phone number appears in log lines: masked unless Config.ShowNumbers.
+func (c *Calls) number(n string) string {
+	if c.cfg.ShowNumbers {
+		return n
+	}
+	return policy.MaskNumber(n)
 }

@@ -115,19 +115,22 @@ func (x *mixer) next() Behaviour {
 // numbers never repeat within a run nor, with a random run, across runs against one server (a second
 // start for a number whose verification is pending would join that verification).
 const (
-	numberPrefix = "+1555"
+	// NumberPrefix starts every number the load tester calls: +1 555 is a fictional NANP range that
+	// libphonenumber does not consider valid, so a server under test allows it explicitly
+	// (policy.allow_prefixes).
+	NumberPrefix = "+1555"
 	maxSerial    = 999_999
 	maxRun       = 999
 )
 
 // Number returns the number to call for the serial-th call of run with behaviour b.
 func Number(b Behaviour, run, serial int) string {
-	return fmt.Sprintf("%s%d%03d%06d", numberPrefix, max(behaviourIndex(b), 0), run%(maxRun+1), serial%(maxSerial+1))
+	return fmt.Sprintf("%s%d%03d%06d", NumberPrefix, max(behaviourIndex(b), 0), run%(maxRun+1), serial%(maxSerial+1))
 }
 
 // BehaviourOf returns the behaviour encoded in a number made by Number, and false for any other number.
 func BehaviourOf(number string) (Behaviour, bool) {
-	rest, ok := strings.CutPrefix(number, numberPrefix)
+	rest, ok := strings.CutPrefix(number, NumberPrefix)
 	if !ok || len(rest) != 10 {
 		return "", false
 	}

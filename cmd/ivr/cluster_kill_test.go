@@ -251,7 +251,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	common := []string{
 		"--listen", "127.0.0.1:0", "--sip.listen", "127.0.0.1:0",
 		"--trunk", "sip:" + phone.Addr().String(), "--api_keys", "cluster-key",
-		"--redis.url", clusterRedisURL(rs), "--redis.lease", "3s",
+		"--redis.url", clusterRedisURL(rs), "--redis.lease", "3s", "--policy.allow_prefixes", "+1555",
 		"--call.tries", "1", "--call.key_timeout", "4s", "--call.ring_timeout", "3s",
 		"--call.max_duration", "20s", "--call.repeat_wait", "200ms", "--call.max_repeats", "0",
 		"--call.rtp_timeout", "0",

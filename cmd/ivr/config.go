@@ -85,9 +85,27 @@ type serveConfig struct {
 		Lease time.Duration `yaml:"lease" help:"how long a node may go silent before another node reclaims the call jobs it held (0: 30s; needs redis.url)"`
 	} `yaml:"redis"`
 
+	Policy struct {
+		Countries         []string `yaml:"countries" help:"ISO 3166 codes of the countries whose numbers may be called (US,GB,BR); empty is refused at start unless policy.allow_all_countries or listen is a loopback address (then every country is allowed)"`
+		AllowAllCountries bool     `yaml:"allow_all_countries" help:"allow the numbers of every country; non-geographic numbers (+800, +870, +881, +882, +883, +979) stay refused unless an allow prefix covers them"`
+		NumberTypes       []string `yaml:"number_types" help:"number types that may be called (libphonenumber's): mobile, fixed_line, fixed_line_or_mobile, toll_free, premium_rate, shared_cost, voip, personal_number, pager, uan, voicemail"`
+		DenyPrefixes      []string `yaml:"deny_prefixes" help:"E.164 prefixes never called (+1900,+8823); the longest matching prefix of deny_prefixes and allow_prefixes decides"`
+		AllowPrefixes     []string `yaml:"allow_prefixes" help:"E.164 prefixes called whatever their country, type or validity: an operator's exception (e.g. +1555 for the load tester's fictional numbers)"`
+		CallerIDs         []string `yaml:"caller_ids" help:"the numbers (E.164) this server may present as caller ID when a request asks for one (caller_id); another is refused with 400 caller_id_not_allowed; empty: requests may not choose one"`
+	} `yaml:"policy"`
+
 	Limits struct {
-		SendsPerNumber int           `yaml:"sends_per_number" help:"starts one number may get within limits.sends_window, joins included; more answer 429 with Retry-After (0: no limit). With redis.url all nodes count together"`
-		SendsWindow    time.Duration `yaml:"sends_window" help:"the sliding window of limits.sends_per_number"`
+		SendsPerNumber   int           `yaml:"sends_per_number" help:"starts one number may get within limits.sends_window, joins included; more answer 429 with Retry-After (0: no limit). With redis.url all nodes count together, as for every limit below"`
+		SendsWindow      time.Duration `yaml:"sends_window" help:"the sliding window of limits.sends_per_number"`
+		PerAPIKey        int           `yaml:"per_api_key" help:"starts one API key may make within limits.per_api_key_window; more answer 429 too_many_starts (0: no limit)"`
+		PerAPIKeyWindow  time.Duration `yaml:"per_api_key_window" help:"the sliding window of limits.per_api_key"`
+		PerCountry       int           `yaml:"per_country" help:"starts to one country within limits.per_country_window (0: no limit)"`
+		PerCountryWindow time.Duration `yaml:"per_country_window" help:"the sliding window of limits.per_country"`
+		PerPrefix        int           `yaml:"per_prefix" help:"starts to one number range (the first limits.prefix_length digits) within limits.per_prefix_window (0: no limit)"`
+		PerPrefixWindow  time.Duration `yaml:"per_prefix_window" help:"the sliding window of limits.per_prefix"`
+		PrefixLength     int           `yaml:"prefix_length" help:"digits after + that make a number range for limits.per_prefix"`
+		PerHour          int           `yaml:"per_hour" help:"starts of the whole deployment per hour (0: no limit)"`
+		PerDay           int           `yaml:"per_day" help:"starts of the whole deployment per day, a sliding 24 h (0: no limit)"`
 	} `yaml:"limits"`
 
 	Webhook struct {
@@ -98,8 +116,9 @@ type serveConfig struct {
 	} `yaml:"webhook"`
 
 	Log struct {
-		Format string `yaml:"format" help:"log format: text or json"`
-		Level  string `yaml:"level" help:"log level: debug, info, warn, error"`
+		Format      string `yaml:"format" help:"log format: text or json"`
+		Level       string `yaml:"level" help:"log level: debug, info, warn, error"`
+		MaskNumbers bool   `yaml:"mask_numbers" help:"mask phone numbers in log lines (+1555***4567); false writes them in clear"`
 	} `yaml:"log"`
 }
 
@@ -129,11 +148,17 @@ func defaultServeConfig() serveConfig {
 	c.Dispatch.DrainTimeout = 2 * time.Minute
 	c.Dispatch.MaxCPU = 0.9
 	c.Dispatch.CPUSource = "process"
+	c.Policy.NumberTypes = []string{"mobile", "fixed_line", "fixed_line_or_mobile"}
 	c.Limits.SendsPerNumber = 10
 	c.Limits.SendsWindow = time.Hour
+	c.Limits.PerAPIKeyWindow = time.Hour
+	c.Limits.PerCountryWindow = time.Hour
+	c.Limits.PerPrefixWindow = time.Hour
+	c.Limits.PrefixLength = 6
 	c.Webhook.MaxAttempts = 8
 	c.Log.Format = "text"
 	c.Log.Level = "info"
+	c.Log.MaskNumbers = true
 	return c
 }
 

@@ -128,6 +128,15 @@ func TestServeRefusesUnsafeConfig(t *testing.T) {
 		{"unknown cpu_source", func(c *serveConfig) { c.Dispatch.CPUSource = "machine" }, "dispatch.cpu_source"},
 		{"unknown media mode", func(c *serveConfig) { c.Media.Mode = "shared" }, "media.mode"},
 		{"negative lanes", func(c *serveConfig) { c.Media.Lanes = -1 }, "media.lanes"},
+		{"no countries on a public listener", func(c *serveConfig) { c.Listen = "0.0.0.0:0"; c.APIKeys = []string{"k"} }, "policy.countries"},
+		{"unknown country", func(c *serveConfig) { c.Policy.Countries = []string{"XX"} }, "policy.countries"},
+		{"countries and allow all", func(c *serveConfig) { c.Policy.Countries = []string{"US"}; c.Policy.AllowAllCountries = true }, "policy.allow_all_countries"},
+		{"unknown number type", func(c *serveConfig) { c.Policy.NumberTypes = []string{"cheap"} }, "policy.number_types"},
+		{"bad deny prefix", func(c *serveConfig) { c.Policy.DenyPrefixes = []string{"1900"} }, "policy.deny_prefixes"},
+		{"bad caller id", func(c *serveConfig) { c.Policy.CallerIDs = []string{"voiceotp"} }, "policy.caller_ids"},
+		{"negative per_api_key", func(c *serveConfig) { c.Limits.PerAPIKey = -1 }, "limits.per_api_key"},
+		{"short per_country_window", func(c *serveConfig) { c.Limits.PerCountry = 5; c.Limits.PerCountryWindow = time.Millisecond }, "limits.per_country_window"},
+		{"bad prefix_length", func(c *serveConfig) { c.Limits.PerPrefix = 5; c.Limits.PrefixLength = 0 }, "limits.prefix_length"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

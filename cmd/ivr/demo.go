@@ -118,6 +118,7 @@ func demoServeConfig(phone netip.AddrPort, key string) serveConfig {
 	cfg.SIP.Listen = "127.0.0.1:0"
 	cfg.Trunk = "sip:" + phone.String()
 	cfg.APIKeys = []string{key}
+	cfg.Policy.AllowPrefixes = []string{loadtest.NumberPrefix} // the virtual phone's fictional numbers (+1555…)
 	cfg.Call.RepeatWait = 2 * time.Second
 	return cfg
 }

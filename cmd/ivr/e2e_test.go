@@ -81,6 +81,7 @@ func testServeConfig(phone *loadtest.Phone) serveConfig {
 	cfg.SIP.Listen = "127.0.0.1:0"
 	cfg.Trunk = "sip:" + phone.Addr().String()
 	cfg.APIKeys = []string{"e2e-key"}
+	cfg.Policy.AllowPrefixes = []string{loadtest.NumberPrefix} // the tests' fictional numbers
 	cfg.Call.RepeatWait = 300 * time.Millisecond
 	cfg.Call.MaxRepeats = 0
 	cfg.Dispatch.CPS = 50

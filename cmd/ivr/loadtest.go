@@ -385,6 +385,7 @@ func (f *loadtestFlags) spawnConfig(phones netip.AddrPort, key string, noAudio b
 	cfg.SIP.Listen = "127.0.0.1:0"
 	cfg.Trunk = "sip:" + phones.String()
 	cfg.APIKeys = []string{key}
+	cfg.Policy.AllowPrefixes = []string{loadtest.NumberPrefix} // the farm's fictional numbers
 	cfg.Media.Ports = f.serverPorts
 	cfg.Media.Mode = f.serverMedia
 	cfg.Dispatch.MaxCPU = f.maxCPU

@@ -21,6 +21,7 @@ import (
 	"github.com/voiceotp/voiceotp/dispatch/streams"
 	"github.com/voiceotp/voiceotp/media"
 	"github.com/voiceotp/voiceotp/otp"
+	"github.com/voiceotp/voiceotp/policy"
 	"github.com/voiceotp/voiceotp/prompts"
 	"github.com/voiceotp/voiceotp/sip"
 	"github.com/voiceotp/voiceotp/store/memory"
@@ -96,6 +97,7 @@ type app struct {
 // settings are the parts of serveConfig that are validated and converted
 // before anything is built.
 type settings struct {
+	policy   *policy.Policy
 	trunks   []sip.TrunkConfig
 	call     callflow.Config
 	dense    bool
@@ -136,6 +138,9 @@ func validateServe(cfg serveConfig, logger *slog.Logger) (settings, error) {
 	if len(cfg.APIKeys) == 0 && !listen.Addr().IsLoopback() {
 		return set, errors.New("api_keys: serving without an API key is refused unless listen is a loopback address")
 	}
+	if set.policy, err = policyOf(cfg, listen.Addr().IsLoopback()); err != nil {
+		return set, err
+	}
 	if set.call, err = callConfig(cfg); err != nil {
 		return set, err
 	}
@@ -175,8 +180,8 @@ func (a *app) build(set settings) error {
 	a.calls, err = calls.New(svc, a.queue, calls.Config{
 		Node: a.back.node, MaxCallLength: maxCallLength(set.call, len(set.trunks)),
 		SendsPerNumber: cfg.Limits.SendsPerNumber, SendsWindow: cfg.Limits.SendsWindow,
-		Logger: logger, Registry: reg,
-	}, a.back.callsOptions(a.hooks)...)
+		ShowNumbers: !cfg.Log.MaskNumbers, Logger: logger, Registry: reg,
+	}, append(a.back.callsOptions(a.hooks), calls.WithPolicy(set.policy))...)
 	if err != nil {
 		return err
 	}
@@ -293,6 +298,57 @@ func timePtr(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
+}
+
+// policyOf builds the destination policy and the velocity limits from the policy and limits sections.
+// A server that may be reached from the network must say which countries it calls: an empty
+// policy.countries is refused unless policy.allow_all_countries, or the API listens on loopback only
+// (then every country is allowed, as for a laptop).
+func policyOf(cfg serveConfig, loopback bool) (*policy.Policy, error) {
+	p := cfg.Policy
+	all := p.AllowAllCountries
+	if len(p.Countries) == 0 && !all {
+		if !loopback {
+			return nil, errors.New("policy.countries: empty; list the countries this server may call (US,GB,…), or set policy.allow_all_countries: a server on the network never starts open to every destination by accident")
+		}
+		all = true
+	}
+	l := cfg.Limits
+	var limits []policy.Limit
+	add := func(field string, scope policy.Scope, n int, window time.Duration) error {
+		switch {
+		case n < 0:
+			return fmt.Errorf("limits.%s: must not be negative", field)
+		case n > 0 && window < time.Second:
+			return fmt.Errorf("limits.%s_window: must be at least 1s", field)
+		case n > 0 && scope == policy.ScopePrefix && (l.PrefixLength < 1 || l.PrefixLength > 14):
+			return fmt.Errorf("limits.prefix_length: want 1 to 14 digits, not %d", l.PrefixLength)
+		case n > 0:
+			limits = append(limits, policy.Limit{Scope: scope, Max: n, Window: window, PrefixLength: l.PrefixLength})
+		}
+		return nil
+	}
+	// Narrowest first: a start refused for its number range does not use up its country's budget.
+	for _, x := range []struct {
+		field  string
+		scope  policy.Scope
+		n      int
+		window time.Duration
+	}{
+		{"per_prefix", policy.ScopePrefix, l.PerPrefix, l.PerPrefixWindow},
+		{"per_country", policy.ScopeCountry, l.PerCountry, l.PerCountryWindow},
+		{"per_api_key", policy.ScopeAPIKey, l.PerAPIKey, l.PerAPIKeyWindow},
+		{"per_hour", policy.ScopeGlobal, l.PerHour, time.Hour},
+		{"per_day", policy.ScopeGlobal, l.PerDay, 24 * time.Hour},
+	} {
+		if err := add(x.field, x.scope, x.n, x.window); err != nil {
+			return nil, err
+		}
+	}
+	return policy.New(policy.Config{
+		Countries: p.Countries, AllowAllCountries: all, NumberTypes: p.NumberTypes,
+		DenyPrefixes: p.DenyPrefixes, AllowPrefixes: p.AllowPrefixes, CallerIDs: p.CallerIDs, Limits: limits,
+	})
 }
 
 // dispatchConfig turns the dispatch section into the queue's configuration.

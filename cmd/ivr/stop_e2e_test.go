@@ -184,6 +184,7 @@ func startStopNodes(t *testing.T, rs *redistest.Server, port int, ttl time.Durat
 		c.Call.RTPTimeout = 0 // the callee's socket speaks only to press a key
 		c.Call.RingTimeout = 20 * time.Second
 		c.Dispatch.DrainTimeout = 2 * time.Second
+		c.Policy.AllowPrefixes = []string{"+1555"} // the test's fictional number
 		c.Webhook.Secret = string(hookSecret)
 		c.Webhook.AllowHTTP = true
 		c.Webhook.AllowPrivate = true

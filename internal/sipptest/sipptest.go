@@ -71,9 +71,11 @@ type Options struct {
 	Timeout time.Duration
 	// TraceMessages writes every message SIPp sends or receives, with its time, for Received.
 	TraceMessages bool
+	// Calls is how many calls SIPp handles before it exits (-m). If zero, 1.
+	Calls int
 }
 
-// Peer is one SIPp process running one scenario as UAS on 127.0.0.1 for one call (-m 1).
+// Peer is one SIPp process running one scenario as UAS on 127.0.0.1 for Options.Calls calls.
 type Peer struct {
 	// Port is SIPp's SIP port on 127.0.0.1.
 	Port int
@@ -97,6 +99,9 @@ func Start(t *testing.T, o Options) *Peer {
 	if o.Timeout <= 0 {
 		o.Timeout = 40 * time.Second
 	}
+	if o.Calls <= 0 {
+		o.Calls = 1
+	}
 	p := &Peer{Port: FreeUDPPort(t), Dir: t.TempDir(), timeout: o.Timeout, done: make(chan struct{})}
 	for name, b := range o.Files {
 		if err := os.WriteFile(filepath.Join(p.Dir, name), b, 0o644); err != nil {
@@ -104,7 +109,7 @@ func Start(t *testing.T, o Options) *Peer {
 		}
 	}
 	args := []string{"-sf", scen, "-i", "127.0.0.1", "-p", strconv.Itoa(p.Port),
-		"-mi", "127.0.0.1", "-mp", strconv.Itoa(FreeUDPPort(t)), "-m", "1", "-nostdin",
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(FreeUDPPort(t)), "-m", strconv.Itoa(o.Calls), "-nostdin",
 		"-timeout", strconv.Itoa(int(o.Timeout.Seconds())) + "s", "-timeout_error",
 		"-trace_err", "-error_file", filepath.Join(p.Dir, "errors.log")}
 	if o.TraceMessages {
@@ -198,6 +203,30 @@ func (p *Peer) Received(t *testing.T, method string) time.Time {
 	}
 	t.Fatalf("sipp received no %s:\n%s", method, Tail(string(b), 3000))
 	return time.Time{}
+}
+
+// Requests returns the Request-URI user part of every request of method SIPp received, in order, from
+// its message trace (Start with TraceMessages). Call it after Wait.
+func (p *Peer) Requests(t *testing.T, method string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(p.Dir, "messages.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []string
+	incoming := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.Contains(line, "message received"):
+			incoming = true
+		case strings.Contains(line, "message sent"):
+			incoming = false
+		case incoming && strings.HasPrefix(line, method+" sip:"):
+			user, _, _ := strings.Cut(strings.TrimPrefix(line, method+" sip:"), "@")
+			users = append(users, user)
+		}
+	}
+	return users
 }
 
 // Tail returns the last n bytes of s.
