@@ -18,6 +18,7 @@ import (
 	"github.com/voiceotp/voiceotp/dispatch/dispatchtest"
 	"github.com/voiceotp/voiceotp/internal/testclock"
 	"github.com/voiceotp/voiceotp/otp"
+	"github.com/voiceotp/voiceotp/policy"
 	"github.com/voiceotp/voiceotp/store/memory"
 	"github.com/voiceotp/voiceotp/webhook"
 )
@@ -44,6 +45,12 @@ func newHarness(t *testing.T, keys ...string) *harness {
 
 func newHarnessWith(t *testing.T, ccfg calls.Config, keys ...string) *harness {
 	t.Helper()
+	return newHarnessPolicy(t, ccfg, nil, keys...)
+}
+
+// newHarnessPolicy is newHarnessWith with a destination policy (nil: none).
+func newHarnessPolicy(t *testing.T, ccfg calls.Config, pol *policy.Policy, keys ...string) *harness {
+	t.Helper()
 	if keys == nil {
 		keys = []string{testKey}
 	}
@@ -58,9 +65,13 @@ func newHarnessWith(t *testing.T, ccfg calls.Config, keys ...string) *harness {
 	q := &dispatchtest.Recorder{}
 	reg := prometheus.NewRegistry()
 	ccfg.Logger, ccfg.Registry = logger, reg
-	c, err := calls.New(svc, q, ccfg, calls.WithClock(clock.Now),
+	opts := []calls.Option{calls.WithClock(clock.Now),
 		calls.WithNumberSlots(memory.NewCounters(memory.WithClock(clock.Now))),
-		calls.WithWebhooks(webhook.NewSender(webhook.Config{Secret: []byte("whsec_test")})))
+		calls.WithWebhooks(webhook.NewSender(webhook.Config{Secret: []byte("whsec_test")}))}
+	if pol != nil {
+		opts = append(opts, calls.WithPolicy(pol))
+	}
+	c, err := calls.New(svc, q, ccfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/voiceotp/voiceotp/calls"
+	"github.com/voiceotp/voiceotp/policy"
 )
 
 func TestNumberBusy(t *testing.T) {
@@ -82,5 +84,42 @@ func TestIdempotencyDoesNotStoreRetryLater(t *testing.T) {
 	r = h.do("POST", "/v1/verifications", body, "Idempotency-Key", "k-429")
 	if r.status == http.StatusTooManyRequests || r.header.Get("Idempotent-Replayed") != "" {
 		t.Errorf("retry with the same key after the window: %d (replayed %q), want it run again", r.status, r.header.Get("Idempotent-Replayed"))
+	}
+}
+
+// The velocity limits answer 429 too_many_starts with Retry-After; a refused destination answers 400
+// with its code, stores nothing, and leaves its audit line with the number masked.
+func TestPolicyOnStart(t *testing.T) {
+	pol, err := policy.New(policy.Config{Countries: []string{"US"}, Limits: []policy.Limit{
+		{Scope: policy.ScopeAPIKey, Max: 2, Window: time.Hour},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarnessPolicy(t, calls.Config{}, pol)
+	for _, n := range []string{"+12015550101", "+12015550102"} {
+		if r := h.do("POST", "/v1/verifications", `{"to":"`+n+`"}`); r.status != http.StatusCreated {
+			t.Fatalf("start %s: %d %s", n, r.status, r.body)
+		}
+	}
+	r := h.do("POST", "/v1/verifications", `{"to":"+12015550103"}`)
+	if r.status != http.StatusTooManyRequests || r.errorCode(t) != "too_many_starts" || r.header.Get("Retry-After") != "3600" {
+		t.Errorf("third start by the key: %d %s Retry-After %q, want 429 too_many_starts 3600", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	r = h.do("POST", "/v1/verifications", `{"to":"+19005551234"}`, "Idempotency-Key", "k1")
+	if r.status != http.StatusBadRequest || r.errorCode(t) != "number_type_not_allowed" {
+		t.Errorf("premium number: %d %s, want 400 number_type_not_allowed", r.status, r.body)
+	}
+	if h.queue.Len() != 2 {
+		t.Errorf("%d jobs queued, want 2", h.queue.Len())
+	}
+	// The refused start left no idempotency record: the key is free for another body (else 422).
+	h2 := newHarnessPolicy(t, calls.Config{}, pol)
+	h2.do("POST", "/v1/verifications", `{"to":"+19005551234"}`, "Idempotency-Key", "k1")
+	if r := h2.do("POST", "/v1/verifications", `{"to":"+12015550104"}`, "Idempotency-Key", "k1"); r.status != http.StatusCreated {
+		t.Errorf("the key after a refused start: %d %s, want 201", r.status, r.body)
+	}
+	if !strings.Contains(h.logs.String(), `msg="start refused" code=number_type_not_allowed rule=number_types to=+1900***1234`) {
+		t.Errorf("no masked audit line:\n%s", h.logs.String())
 	}
 }
