@@ -39,6 +39,8 @@ type Verifications interface {
 	Get(ctx context.Context, id string) (*otp.Verification, error)
 	Check(ctx context.Context, id, code string) (*otp.Verification, error)
 	Cancel(ctx context.Context, id string) (*otp.Verification, error)
+	// Resume lifts the conversion guard's pause of a number range or country.
+	Resume(ctx context.Context, r string) (wasPaused bool, err error)
 	// CheckCallback reports whether webhooks can be delivered to a callback URL.
 	CheckCallback(rawURL string) error
 }
@@ -118,6 +120,7 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /v1/verifications/{id}/check", s.authed(s.check))
 	s.mux.Handle("POST /v1/verifications/{id}/cancel", s.authed(s.cancel))
 	s.mux.Handle("GET /v1/trunks", s.authed(s.listTrunks))
+	s.mux.Handle("POST /v1/policy/pauses/{range}/resume", s.authed(s.resume))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -191,4 +194,22 @@ func (s *Server) listTrunks(w http.ResponseWriter, r *http.Request) {
 		out = []Trunk{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"trunks": out})
+}
+
+// resume handles POST /v1/policy/pauses/{range}/resume: the operator lifts a pause of the conversion
+// guard early. {range} is a number range ("+155512", or %2B155512) or a country ("US").
+func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
+	rng := r.PathValue("range")
+	was, err := s.v.Resume(r.Context(), rng)
+	switch {
+	case errors.Is(err, calls.ErrInvalidRange):
+		writeError(w, http.StatusBadRequest, "invalid_range", "the range is '+' and digits (+155512) or a two-letter country code")
+	case err != nil:
+		s.log.Error("resume failed", slog.String("error", err.Error()))
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the pause could not be lifted; retry later")
+	case !was:
+		writeError(w, http.StatusNotFound, "not_paused", "this range is not paused")
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"range": rng, "resumed": true})
+	}
 }

@@ -84,6 +84,9 @@ type Config struct {
 	// Logger receives one line per start, call result, check refusal and stop; never a code. If nil,
 	// logs are discarded.
 	Logger *slog.Logger
+	// GuardWebhookURL receives the signed policy.prefix_paused webhook when the conversion guard pauses
+	// a number range or a country (policy.Guard); empty sends none.
+	GuardWebhookURL string
 	// ShowNumbers writes phone numbers in clear in log lines; by default they are masked
 	// (policy.MaskNumber: "+1555***4567").
 	ShowNumbers bool
@@ -140,11 +143,12 @@ type Calls struct {
 	m     *metrics
 	now   func() time.Time
 
-	policy   *policy.Policy  // nil: any E.164 number, no velocity limits, any caller ID
-	slots    NumberSlots     // nil: no per-number limits
-	expiries Expiries        // nil: expiries are applied on read and by live calls' timers only
-	signals  Signals         // nil: this process is the only node
-	hooks    *webhook.Sender // nil: no webhooks
+	policy   *policy.Policy    // nil: any E.164 number, no velocity limits, any caller ID
+	guard    policy.GuardStore // nil: no conversion guard
+	slots    NumberSlots       // nil: no per-number limits
+	expiries Expiries          // nil: expiries are applied on read and by live calls' timers only
+	signals  Signals           // nil: this process is the only node
+	hooks    *webhook.Sender   // nil: no webhooks
 
 	live liveCalls
 }
@@ -165,6 +169,10 @@ func WithNumberSlots(s NumberSlots) Option { return func(c *Calls) { c.slots = s
 // NumberSlots' Count, so it needs WithNumberSlots when it has limits). Without it any E.164 number may
 // be called, with any caller ID asked for.
 func WithPolicy(p *policy.Policy) Option { return func(c *Calls) { c.policy = p } }
+
+// WithGuardStore keeps the conversion guard's counts and pauses (the policy's Guard) in s, shared by
+// every node on Redis. Without it the guard is off whatever the policy says.
+func WithGuardStore(s policy.GuardStore) Option { return func(c *Calls) { c.guard = s } }
 
 // WithExpiries indexes every verification's expiry in e, and sweeps it every Config.ExpiryInterval, so
 // that each expiry is applied when it happens and announced once (verification.expired). Without it an

@@ -169,6 +169,7 @@ func (c *Calls) Finish(j dispatch.Job, r *callflow.Result) {
 			v = fv
 			c.webhook(v, "verification.failed", statusData(v))
 			c.ended(ctx, v)
+			c.recordEnd(ctx, v)
 		}
 	}
 	c.webhook(v, "call.completed", map[string]any{"verification_id": v.ID, "call": v.Call(j.CallID)})
@@ -216,6 +217,7 @@ func (c *Calls) Skipped(j dispatch.Job, reason error) {
 			v = fv
 			c.webhook(v, "verification.failed", statusData(v))
 			c.ended(ctx, v)
+			c.recordEnd(ctx, v)
 		}
 	}
 	if !changed {

@@ -161,6 +161,7 @@ func (c *Calls) expire(id string) bool {
 		c.m.expired.Inc()
 		c.webhook(v, "verification.expired", statusData(v))
 		c.ended(ctx, v)
+		c.recordEnd(ctx, v)
 	default:
 		c.live.stop(id, stopCause(v.Status))
 	}

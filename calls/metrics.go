@@ -18,6 +18,8 @@ type metrics struct {
 	stopped       *prometheus.CounterVec // ivr_calls_stopped_total{cause}
 	expired       prometheus.Counter     // ivr_verifications_expired_total
 	refused       *prometheus.CounterVec // ivr_starts_refused_total{code}
+	pauses        prometheus.Counter     // ivr_guard_pauses_total
+	resumes       prometheus.Counter     // ivr_guard_resumes_total
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,8 +55,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ivr_starts_refused_total", Help: "Starts refused by the policy, by error code (invalid_number, country_not_allowed, number_type_not_allowed, prefix_denied, caller_id_not_allowed, too_many_starts).",
 		}, []string{"code"}),
+		pauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ivr_guard_pauses_total", Help: "Number ranges or countries the conversion guard paused (counted by the node that paused them).",
+		}),
+		resumes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ivr_guard_resumes_total", Help: "Pauses of the conversion guard lifted early by an operator.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.active, m.setup, m.queueWait, m.verifications, m.checks, m.stopped, m.expired, m.refused} {
+	for _, c := range []prometheus.Collector{m.calls, m.active, m.setup, m.queueWait, m.verifications, m.checks, m.stopped, m.expired, m.refused, m.pauses, m.resumes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("calls: metrics: %w", err)
 		}

@@ -124,6 +124,9 @@ func (c *Calls) StartScreened(ctx context.Context, s Screened) (v *otp.Verificat
 	if req.To == "" {
 		return nil, false, fmt.Errorf("%w: not screened", ErrInvalidNumber)
 	}
+	if err := c.checkPaused(ctx, d, req); err != nil {
+		return nil, false, err
+	}
 	if err := c.checkNumber(ctx, req.To); err != nil {
 		return nil, false, err
 	}
@@ -242,6 +245,7 @@ func (c *Calls) Check(ctx context.Context, id, code string) (*otp.Verification, 
 		c.log.Info("verification approved", slog.String("verification_id", id))
 		c.webhook(v, "verification.approved", statusData(v))
 		c.ended(ctx, v)
+		c.recordEnd(ctx, v)
 	case errors.Is(err, otp.ErrWrongCode):
 		c.m.checks.WithLabelValues("wrong").Inc()
 	case errors.Is(err, otp.ErrMaxAttempts):
@@ -251,6 +255,7 @@ func (c *Calls) Check(ctx context.Context, id, code string) (*otp.Verification, 
 			c.log.Info("verification locked", slog.String("verification_id", id))
 			c.webhook(v, "verification.max_attempts_reached", statusData(v))
 			c.ended(ctx, v)
+			c.recordEnd(ctx, v)
 		}
 	default:
 		c.m.checks.WithLabelValues("refused").Inc()
@@ -336,6 +341,24 @@ func (c *Calls) screen(req StartRequest) (policy.Destination, error) {
 	return d, err
 }
 
+// checkPaused refuses a start to a number range or country the conversion guard paused.
+func (c *Calls) checkPaused(ctx context.Context, d policy.Destination, req StartRequest) error {
+	if c.policy == nil || c.guard == nil {
+		return nil
+	}
+	err := c.policy.CheckPaused(ctx, c.guard, d)
+	var r *Refusal
+	switch {
+	case errors.As(err, &r):
+		c.refused(req, d, err)
+		return err
+	case err != nil:
+		c.log.Error("start refused: the guard's pauses unavailable", slog.String("error", err.Error()))
+		return &RetryError{Err: ErrUnavailable, After: unavailableRetryAfter, Cause: err}
+	}
+	return nil
+}
+
 // countStart counts the start against the policy's velocity limits.
 func (c *Calls) countStart(ctx context.Context, d policy.Destination, req StartRequest) error {
 	if c.policy == nil || c.slots == nil {
@@ -374,3 +397,47 @@ func (c *Calls) number(n string) string {
 	}
 	return policy.MaskNumber(n)
 }
+
+// recordEnd counts an ended verification for the conversion guard, and announces the pauses it made:
+// a warn line, a metric and the signed policy.prefix_paused webhook. A canceled verification tells
+// nothing about fraud and is not counted.
+func (c *Calls) recordEnd(ctx context.Context, v *otp.Verification) {
+	if c.policy == nil || c.guard == nil || v.Status == otp.StatusCanceled {
+		return
+	}
+	made, err := c.policy.RecordEnd(context.WithoutCancel(ctx), c.guard, v.To, v.Status == otp.StatusApproved)
+	if err != nil {
+		c.log.Warn("conversion guard not updated", slog.String("verification_id", v.ID), slog.String("error", err.Error()))
+	}
+	for _, p := range made {
+		c.m.pauses.Inc()
+		c.log.Warn("number range paused by the conversion guard", slog.String("range", p.Range),
+			slog.Int("ended", p.Ended), slog.Int("approved", p.Approved), slog.Duration("for", p.For))
+		c.operatorWebhook("policy.prefix_paused", map[string]any{"range": p.Range, "ended": p.Ended, "approved": p.Approved,
+			"conversion": p.Conversion(), "paused_for_seconds": int64(p.For / time.Second), "until": c.now().Add(p.For).UTC()})
+	}
+}
+
+// Resume lifts the conversion guard's pause of a number range ("+155512") or a country ("US") before its
+// time; wasPaused reports whether it was paused (a range that is not paused is not an error). A
+// malformed range is an error wrapping ErrInvalidRange.
+func (c *Calls) Resume(ctx context.Context, r string) (wasPaused bool, err error) {
+	if c.policy == nil || c.guard == nil {
+		return false, nil
+	}
+	was, err := c.policy.Resume(ctx, c.guard, r)
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "policy: a paused range") {
+			return false, fmt.Errorf("%w: %w", ErrInvalidRange, err)
+		}
+		return false, &RetryError{Err: ErrUnavailable, After: unavailableRetryAfter, Cause: err}
+	}
+	if was {
+		c.m.resumes.Inc()
+		c.log.Warn("number range resumed by the operator", slog.String("range", r))
+	}
+	return was, nil
+}
+
+// ErrInvalidRange: a paused range to resume is neither '+' and digits nor a two-letter country code.
+var ErrInvalidRange = errors.New("calls: not a number range or a country code")

@@ -33,3 +33,18 @@ func (c *Calls) webhook(v *otp.Verification, typ string, data any) {
 			slog.String("error", err.Error()))
 	}
 }
+
+// operatorWebhook sends an event about the deployment (not a verification) to Config.GuardWebhookURL.
+func (c *Calls) operatorWebhook(typ string, data any) {
+	if c.hooks == nil || c.cfg.GuardWebhookURL == "" {
+		return
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		return
+	}
+	ev := webhook.Event{ID: webhook.NewEventID(), Type: typ, CreatedAt: c.now().UTC(), Data: b}
+	if err := c.hooks.Send(c.cfg.GuardWebhookURL, ev); err != nil {
+		c.log.Warn("webhook not queued", slog.String("type", typ), slog.String("error", err.Error()))
+	}
+}

@@ -22,6 +22,8 @@ var (
 	ErrCallerIDNotAllowed = errors.New("policy: caller id not allowed")
 	// ErrTooManyStarts matches refusals with Code [CodeTooManyStarts].
 	ErrTooManyStarts = errors.New("policy: too many starts")
+	// ErrPrefixPaused matches refusals with Code [CodePrefixPaused].
+	ErrPrefixPaused = errors.New("policy: prefix paused")
 
 	// ErrInvalidConfig is wrapped by every error of [New]; the error's text names the field
 	// ("policy.countries: ...").
@@ -108,6 +110,8 @@ func codeSentinel(code string) error {
 		return ErrCallerIDNotAllowed
 	case CodeTooManyStarts:
 		return ErrTooManyStarts
+	case CodePrefixPaused:
+		return ErrPrefixPaused
 	case CodeNumberTypeNotAllowed:
 		return ErrNumberTypeNotAllowed
 	case CodePrefixDenied:

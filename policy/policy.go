@@ -86,6 +86,8 @@ type Config struct {
 	CallerIDs []string
 	// Limits are the velocity limits on starts ([Limit]); [Policy.CountStart] applies them in order.
 	Limits []Limit
+	// Guard is the conversion guard ([Guard]); its zero value is off.
+	Guard Guard
 }
 
 // prefixRule is what a configured prefix does.
@@ -106,6 +108,7 @@ type Policy struct {
 	maxPrefix int // length of the longest prefix in prefixes, '+' included
 	callerIDs map[string]struct{}
 	limits    []Limit
+	guard     Guard
 }
 
 // Destination is what [Policy.Check] learned about a number.
@@ -220,6 +223,10 @@ func New(cfg Config) (*Policy, error) {
 		}
 	}
 	p.limits = slices.Clone(cfg.Limits)
+	if err := cfg.Guard.validate(); err != nil {
+		bad("guard", "%v", err)
+	}
+	p.guard = cfg.Guard
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

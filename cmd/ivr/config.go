@@ -92,6 +92,15 @@ type serveConfig struct {
 		DenyPrefixes      []string `yaml:"deny_prefixes" help:"E.164 prefixes never called (+1900,+8823); the longest matching prefix of deny_prefixes and allow_prefixes decides"`
 		AllowPrefixes     []string `yaml:"allow_prefixes" help:"E.164 prefixes called whatever their country, type or validity: an operator's exception (e.g. +1555 for the load tester's fictional numbers)"`
 		CallerIDs         []string `yaml:"caller_ids" help:"the numbers (E.164) this server may present as caller ID when a request asks for one (caller_id); another is refused with 400 caller_id_not_allowed; empty: requests may not choose one"`
+		Guard             struct {
+			MinConversion    float64       `yaml:"min_conversion" help:"conversion guard: the share of ended verifications (approved, or expired/locked/failed) of a number range that must be approved; below it the range is paused, 429 prefix_paused (0: off)"`
+			MinVolume        int           `yaml:"min_volume" help:"ended verifications of a number range within policy.guard.window before its conversion is judged"`
+			CountryMinVolume int           `yaml:"country_min_volume" help:"the same for a whole country (0: countries are not guarded)"`
+			Window           time.Duration `yaml:"window" help:"the sliding window of the guard's counts"`
+			Pause            time.Duration `yaml:"pause" help:"how long the guard pauses a range (POST /v1/policy/pauses/{range}/resume lifts it early)"`
+			PrefixLength     int           `yaml:"prefix_length" help:"digits after + that make a number range for the guard"`
+			WebhookURL       string        `yaml:"webhook_url" help:"where the signed policy.prefix_paused webhook goes (empty: none)"`
+		} `yaml:"guard"`
 	} `yaml:"policy"`
 
 	Limits struct {
@@ -149,6 +158,12 @@ func defaultServeConfig() serveConfig {
 	c.Dispatch.MaxCPU = 0.9
 	c.Dispatch.CPUSource = "process"
 	c.Policy.NumberTypes = []string{"mobile", "fixed_line", "fixed_line_or_mobile"}
+	c.Policy.Guard.MinConversion = 0.2
+	c.Policy.Guard.MinVolume = 20
+	c.Policy.Guard.CountryMinVolume = 200
+	c.Policy.Guard.Window = time.Hour
+	c.Policy.Guard.Pause = time.Hour
+	c.Policy.Guard.PrefixLength = 6
 	c.Limits.SendsPerNumber = 10
 	c.Limits.SendsWindow = time.Hour
 	c.Limits.PerAPIKeyWindow = time.Hour

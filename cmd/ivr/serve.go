@@ -175,13 +175,18 @@ func (a *app) build(set settings) error {
 		Secret: []byte(cfg.Webhook.Secret), MaxAttempts: cfg.Webhook.MaxAttempts, Logger: logger,
 		AllowPrivate: cfg.Webhook.AllowPrivate,
 	})
+	if u := cfg.Policy.Guard.WebhookURL; u != "" {
+		if err := a.hooks.Accepts(u); err != nil {
+			return fmt.Errorf("policy.guard.webhook_url: %w", err)
+		}
+	}
 	reg := prometheus.NewRegistry()
 	a.queue = a.back.queue(set.dispatch, cfg.Redis.Lease)
 	a.calls, err = calls.New(svc, a.queue, calls.Config{
 		Node: a.back.node, MaxCallLength: maxCallLength(set.call, len(set.trunks)),
 		SendsPerNumber: cfg.Limits.SendsPerNumber, SendsWindow: cfg.Limits.SendsWindow,
-		ShowNumbers: !cfg.Log.MaskNumbers, Logger: logger, Registry: reg,
-	}, append(a.back.callsOptions(a.hooks), calls.WithPolicy(set.policy))...)
+		ShowNumbers: !cfg.Log.MaskNumbers, GuardWebhookURL: cfg.Policy.Guard.WebhookURL, Logger: logger, Registry: reg,
+	}, append(a.back.callsOptions(a.hooks), calls.WithPolicy(set.policy), calls.WithGuardStore(a.back.counters))...)
 	if err != nil {
 		return err
 	}
@@ -345,9 +350,15 @@ func policyOf(cfg serveConfig, loopback bool) (*policy.Policy, error) {
 			return nil, err
 		}
 	}
+	g := p.Guard
+	if g.MinConversion < 0 || g.MinConversion > 1 {
+		return nil, fmt.Errorf("policy.guard.min_conversion: want 0 (off) to 1, not %v", g.MinConversion)
+	}
 	return policy.New(policy.Config{
 		Countries: p.Countries, AllowAllCountries: all, NumberTypes: p.NumberTypes,
 		DenyPrefixes: p.DenyPrefixes, AllowPrefixes: p.AllowPrefixes, CallerIDs: p.CallerIDs, Limits: limits,
+		Guard: policy.Guard{MinConversion: g.MinConversion, MinVolume: g.MinVolume, CountryMinVolume: g.CountryMinVolume,
+			Window: g.Window, Pause: g.Pause, PrefixLength: g.PrefixLength},
 	})
 }
 
@@ -384,11 +395,13 @@ type backend struct {
 	node     string
 }
 
-// counters are the store's limits and budgets: the number slots of calls
-// and the shared CPS budgets of the queue and the trunks.
+// counters are the store's limits and budgets: the number slots of calls,
+// the shared CPS budgets of the queue and the trunks, and the conversion
+// guard's counts and pauses.
 type counters interface {
 	calls.NumberSlots
 	dispatch.RateLimiter
+	policy.GuardStore
 }
 
 // pingTimeout bounds the check that Redis answers at start.

@@ -12,12 +12,13 @@ import (
 
 // Counters are the counters and rate limiters of a single process, with the same methods and meaning
 // as the Redis store's Counters (store/redis): at most one live call per number, sends per number per
-// sliding window, and calls-per-second budgets by key. They hold for this process only, which is all
-// there is with the memory store.
+// sliding window, calls-per-second budgets by key, and tallies of events and pauses by key. They hold
+// for this process only, which is all there is with the memory store.
 //
-// They are safe for concurrent use; every method holds one mutex. Expired slots and sends are dropped
-// on access and by a sweep every DefaultSweepInterval of writes, and budgets once they are full again,
-// so memory stays bounded by the numbers and keys in use. Time is the clock of WithClock.
+// They are safe for concurrent use; every method holds one mutex. Expired slots, sends, tallied events
+// and pauses are dropped on access and by a sweep every DefaultSweepInterval of writes, and budgets
+// once they are full again, so memory stays bounded by the numbers and keys in use. Time is the clock
+// of WithClock.
 type Counters struct {
 	now  func() time.Time
 	rate *gcra.Limiter // the budgets of TakeToken; it has its own mutex
@@ -29,7 +30,13 @@ type Counters struct {
 	// sends maps a key to the times of its events in the current window, oldest first.
 	sends map[string][]time.Time
 	// window is the longest window Count was called with, for sweeping events.
-	window    time.Duration
+	window time.Duration
+	// tallies maps a key to the times of its Tally events in the current window, oldest first.
+	tallies map[string][]time.Time
+	// tallyWindow is the longest window Tally was called with, for sweeping tallies.
+	tallyWindow time.Duration
+	// pauses maps a paused key to the end of its pause.
+	pauses    map[string]time.Time
 	lastSweep time.Time
 }
 
@@ -46,7 +53,8 @@ func NewCounters(opts ...Option) *Counters {
 	}
 	return &Counters{
 		now: s.now, rate: gcra.New(s.now),
-		live: map[string]liveSlot{}, sends: map[string][]time.Time{}, lastSweep: s.now(),
+		live: map[string]liveSlot{}, sends: map[string][]time.Time{},
+		tallies: map[string][]time.Time{}, pauses: map[string]time.Time{}, lastSweep: s.now(),
 	}
 }
 
@@ -140,6 +148,84 @@ func (l *Counters) TakeToken(ctx context.Context, key string, rate float64, burs
 	return ok, wait, nil
 }
 
+// Tally records one event under key when add is true, forgets the events older than window, and
+// returns how many remain within window, the new one included. With add false it only counts. An
+// event counts for exactly window after it. window must be positive; every caller of one key should
+// pass the same window.
+func (l *Counters) Tally(ctx context.Context, key string, window time.Duration, add bool) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memory: tally: %w", err)
+	}
+	if window <= 0 {
+		return 0, fmt.Errorf("memory: tally: window %v must be positive", window)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	l.tallyWindow = max(l.tallyWindow, window)
+	l.maybeSweepLocked(now)
+	ts := dropBefore(l.tallies[key], now.Add(-window))
+	if add {
+		ts = append(ts, now)
+	}
+	if len(ts) == 0 {
+		delete(l.tallies, key)
+	} else {
+		l.tallies[key] = ts
+	}
+	return len(ts), nil
+}
+
+// Pause marks key paused for d unless it is paused already, and reports whether this call paused it:
+// of several callers pausing one key at once, exactly one gets newly == true. A pause in force is
+// neither extended nor shortened. d must be positive.
+func (l *Counters) Pause(ctx context.Context, key string, d time.Duration) (newly bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("memory: pause: %w", err)
+	}
+	if d <= 0 {
+		return false, fmt.Errorf("memory: pause: duration %v must be positive", d)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	l.maybeSweepLocked(now)
+	if until, ok := l.pauses[key]; ok && now.Before(until) {
+		return false, nil
+	}
+	l.pauses[key] = now.Add(d)
+	return true, nil
+}
+
+// Paused returns how long key stays paused; 0 when it is not paused.
+func (l *Counters) Paused(ctx context.Context, key string) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memory: paused: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	until, ok := l.pauses[key]
+	if !ok {
+		return 0, nil
+	}
+	return max(0, until.Sub(l.now())), nil
+}
+
+// Resume lifts the pause of key before its time, and reports whether key was paused.
+func (l *Counters) Resume(ctx context.Context, key string) (wasPaused bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("memory: resume: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	until, ok := l.pauses[key]
+	if !ok {
+		return false, nil
+	}
+	delete(l.pauses, key)
+	return l.now().Before(until), nil
+}
+
 // dropBefore removes the times not after cutoff from the front of ts (oldest first).
 func dropBefore(ts []time.Time, cutoff time.Time) []time.Time {
 	i := 0
@@ -149,7 +235,7 @@ func dropBefore(ts []time.Time, cutoff time.Time) []time.Time {
 	return ts[i:]
 }
 
-// maybeSweepLocked drops expired slots and sends when the last sweep is older than the sweep interval.
+// maybeSweepLocked drops expired slots, sends, tallied events and pauses when the last sweep is older than the sweep interval.
 func (l *Counters) maybeSweepLocked(now time.Time) {
 	if now.Sub(l.lastSweep) < DefaultSweepInterval {
 		return
@@ -165,6 +251,18 @@ func (l *Counters) maybeSweepLocked(now time.Time) {
 			delete(l.sends, n)
 		} else {
 			l.sends[n] = ts
+		}
+	}
+	for k, ts := range l.tallies {
+		if ts = dropBefore(ts, now.Add(-l.tallyWindow)); len(ts) == 0 {
+			delete(l.tallies, k)
+		} else {
+			l.tallies[k] = ts
+		}
+	}
+	for k, until := range l.pauses {
+		if !now.Before(until) {
+			delete(l.pauses, k)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/voiceotp/voiceotp/internal/testclock"
 	"github.com/voiceotp/voiceotp/store/memory"
+	"github.com/voiceotp/voiceotp/store/storetest"
 )
 
 // TestCountersTakeToken walks budgets on the store's clock: a burst of 1 spaces grants by 1/rate even
@@ -136,5 +137,75 @@ func TestCountersAcquireRace(t *testing.T) {
 	wg.Wait()
 	if won != 1 {
 		t.Errorf("%d holders, want 1", won)
+	}
+}
+
+func TestCountersGuardContract(t *testing.T) {
+	storetest.RunGuardCounters(t, func(t *testing.T) storetest.GuardCounters { return memory.NewCounters() })
+}
+
+// TestCountersTallySlides walks a tally on the store's clock: an event counts for exactly window after
+// it, so events leave one by one, and counting only (add false) adds nothing.
+func TestCountersTallySlides(t *testing.T) {
+	c := testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	l := memory.NewCounters(memory.WithClock(c.Now))
+	ctx := context.Background()
+	steps := []struct {
+		name    string
+		advance time.Duration // before the step
+		add     bool
+		want    int
+	}{
+		{"At0", 0, true, 1},
+		{"At10m", 10 * time.Minute, true, 2},
+		{"At20m", 10 * time.Minute, true, 3},
+		{"CountAt59m", 39 * time.Minute, false, 3},
+		{"CountAtFirstPlusWindow", time.Minute, false, 2}, // the first event, 1h old, has left
+		{"AddAt1h", 0, true, 3},
+		{"CountAt1h10m", 10 * time.Minute, false, 2},
+		{"CountAt2h", 50 * time.Minute, false, 0},
+		{"CountAfterIdle", 24 * time.Hour, false, 0},
+		{"AddAfterIdle", 0, true, 1},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			c.Advance(st.advance)
+			n, err := l.Tally(ctx, "prefix:+1555", time.Hour, st.add)
+			if err != nil || n != st.want {
+				t.Fatalf("Tally(add=%v) = %d, %v; want %d", st.add, n, err, st.want)
+			}
+		})
+	}
+}
+
+// TestCountersPauseExpires checks that a pause ends after d on the store's clock: Paused counts down
+// to 0, Resume then finds nothing to lift, and the key can be paused newly again.
+func TestCountersPauseExpires(t *testing.T) {
+	c := testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	l := memory.NewCounters(memory.WithClock(c.Now))
+	ctx := context.Background()
+	const key = "prefix:+1555"
+	if newly, err := l.Pause(ctx, key, 30*time.Minute); !newly || err != nil {
+		t.Fatalf("Pause = %v, %v", newly, err)
+	}
+	c.Advance(20 * time.Minute)
+	if left, err := l.Paused(ctx, key); left != 10*time.Minute || err != nil {
+		t.Fatalf("Paused after 20m = %v, %v; want 10m", left, err)
+	}
+	if newly, _ := l.Pause(ctx, key, time.Hour); newly {
+		t.Fatal("Pause while paused was newly")
+	}
+	if left, _ := l.Paused(ctx, key); left != 10*time.Minute {
+		t.Fatalf("a second Pause moved the end: %v left, want 10m", left)
+	}
+	c.Advance(10 * time.Minute)
+	if left, err := l.Paused(ctx, key); left != 0 || err != nil {
+		t.Fatalf("Paused at its end = %v, %v; want 0", left, err)
+	}
+	if was, err := l.Resume(ctx, key); was || err != nil {
+		t.Fatalf("Resume of an ended pause = %v, %v; want false", was, err)
+	}
+	if newly, err := l.Pause(ctx, key, time.Minute); !newly || err != nil {
+		t.Fatalf("Pause after the end = %v, %v; want newly", newly, err)
 	}
 }

@@ -15,11 +15,12 @@ import (
 // Counters are the counters and rate limiters that every node sharing one Redis must agree on, so that
 // a limit holds for the deployment and not per process: at most one live call per destination number
 // ([Counters.AcquireNumber]), sends per number per window ([Counters.Count]), and calls-per-second
-// budgets, global or per key such as a trunk or the call queue ([Counters.TakeToken]). They have the
+// budgets, global or per key such as a trunk or the call queue ([Counters.TakeToken]), tallies of
+// events per key over a window ([Counters.Tally]), and pauses by key ([Counters.Pause]). They have the
 // same methods and meaning as the memory store's Counters, which hold for one process.
 //
-// Each method is one Lua script on one key, so it is atomic and Cluster-safe, and keeps time by Redis's
-// clock (TIME), never by the calling node's. It is safe for concurrent use and holds nothing but the
+// Each method is one Lua script or one command on one key, so it is atomic and Cluster-safe, and keeps
+// time by Redis's clock (TIME, PX), never by the calling node's. It is safe for concurrent use and holds nothing but the
 // client, which the caller closes. A done ctx returns an error wrapping ctx's error; an unreachable
 // Redis returns an error within the client's timeouts and never reports a limit as free.
 type Counters struct {
@@ -39,6 +40,8 @@ func NewCounters(c goredis.UniversalClient, opts ...Option) *Counters {
 func (l *Counters) liveKey(number string) string { return l.o.prefix + "live:{" + number + "}" }
 func (l *Counters) countKey(key string) string   { return l.o.prefix + "count:{" + key + "}" }
 func (l *Counters) rateKey(key string) string    { return l.o.prefix + "rate:{" + key + "}" }
+func (l *Counters) tallyKey(key string) string   { return l.o.prefix + "tally:{" + key + "}" }
+func (l *Counters) pauseKey(key string) string   { return l.o.prefix + "pause:{" + key + "}" }
 
 // acquireLive takes or renews the live-call slot of a number.
 //
@@ -214,4 +217,91 @@ func (l *Counters) TakeTokenAt(ctx context.Context, key string, rate float64, bu
 		return false, 0, time.Time{}, errors.New("redis: take token: unexpected reply")
 	}
 	return res[0] == 1, time.Duration(res[1]) * time.Microsecond, time.UnixMicro(res[2]), nil
+}
+
+// tallyEvents is a sliding-window log like countEvents, without a limit: one sorted-set member per
+// event, scored by its time.
+//
+//	KEYS[1] the key's event log
+//	ARGV[1] the window in µs, ARGV[2] "1" to record an event, ARGV[3] a random member suffix
+//	returns the number of events within the window, the recorded one included
+var tallyEvents = goredis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - window))
+if ARGV[2] == '1' then
+  local at = string.format('%.0f', now)
+  redis.call('ZADD', KEYS[1], at, at .. '-' .. ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1)
+end
+return redis.call('ZCARD', KEYS[1])
+`)
+
+// Tally records one event under key when add is true, forgets the events older than window, and
+// returns how many remain within window, the new one included. With add false it only counts. An event
+// counts for exactly window after it, by Redis's clock, and all nodes calling with the same key share
+// the tally. Unlike Count's, the log has no limit: it holds one member per event of the last window.
+// window must be at least 1µs; every caller of one key should pass the same window.
+func (l *Counters) Tally(ctx context.Context, key string, window time.Duration, add bool) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("redis: tally: %w", err)
+	}
+	if window < time.Microsecond {
+		return 0, fmt.Errorf("redis: tally: window %v must be positive", window)
+	}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails
+	flag := "0"
+	if add {
+		flag = "1"
+	}
+	n, err := tallyEvents.Run(ctx, l.c, []string{l.tallyKey(key)},
+		window.Microseconds(), flag, hex.EncodeToString(nonce[:])).Int()
+	if err != nil {
+		return 0, fmt.Errorf("redis: tally: %w", err)
+	}
+	return n, nil
+}
+
+// Pause marks key paused for d (rounded up to a millisecond) unless it is paused already, and reports
+// whether this call paused it: of several nodes pausing one key at once, exactly one gets newly ==
+// true (SET NX). A pause in force is neither extended nor shortened. d must be positive.
+func (l *Counters) Pause(ctx context.Context, key string, d time.Duration) (newly bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("redis: pause: %w", err)
+	}
+	if d <= 0 {
+		return false, fmt.Errorf("redis: pause: duration %v must be positive", d)
+	}
+	newly, err = l.c.SetNX(ctx, l.pauseKey(key), "1", time.Duration(ttlMillis(d))*time.Millisecond).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis: pause: %w", err)
+	}
+	return newly, nil
+}
+
+// Paused returns how long key stays paused, to the millisecond; 0 when it is not paused. It only
+// reads, so it is advice: the pause may end or begin right after.
+func (l *Counters) Paused(ctx context.Context, key string) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("redis: paused: %w", err)
+	}
+	left, err := l.c.PTTL(ctx, l.pauseKey(key)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis: paused: %w", err)
+	}
+	return max(0, left), nil // a missing key is -2; Pause never writes one without a TTL (-1)
+}
+
+// Resume lifts the pause of key before its time, and reports whether key was paused.
+func (l *Counters) Resume(ctx context.Context, key string) (wasPaused bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("redis: resume: %w", err)
+	}
+	n, err := l.c.Del(ctx, l.pauseKey(key)).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis: resume: %w", err)
+	}
+	return n == 1, nil
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/voiceotp/voiceotp/store/redis"
+	"github.com/voiceotp/voiceotp/store/redis/redistest"
+	"github.com/voiceotp/voiceotp/store/storetest"
 )
 
 func TestAcquireNumber(t *testing.T) {
@@ -319,5 +321,140 @@ func TestNumberHolder(t *testing.T) {
 	cancel()
 	if _, _, err := l.NumberHolder(cancelled, "+15550001111"); err == nil {
 		t.Error("a done context returned no error")
+	}
+}
+
+func TestGuardContract(t *testing.T) {
+	redistest.Need(t, srv)
+	storetest.RunGuardCounters(t, func(t *testing.T) storetest.GuardCounters { return redis.NewCounters(fresh(t)) })
+}
+
+// TestGuardSharedByNodes has two nodes on one Redis: a tally and a pause made by one are seen by the
+// other.
+func TestGuardSharedByNodes(t *testing.T) {
+	a, b := redis.NewCounters(fresh(t)), redis.NewCounters(srv.Client(t))
+	ctx := context.Background()
+	for i, l := range []*redis.Counters{a, b, a} {
+		if n, err := l.Tally(ctx, "prefix:+1555", time.Hour, true); n != i+1 || err != nil {
+			t.Fatalf("add %d = %d, %v; want %d", i, n, err, i+1)
+		}
+	}
+	if newly, err := a.Pause(ctx, "prefix:+1555", time.Hour); !newly || err != nil {
+		t.Fatalf("Pause on a = %v, %v", newly, err)
+	}
+	if newly, err := b.Pause(ctx, "prefix:+1555", time.Hour); newly || err != nil {
+		t.Errorf("Pause on b while a's holds = %v, %v; want not newly", newly, err)
+	}
+	if was, err := b.Resume(ctx, "prefix:+1555"); !was || err != nil {
+		t.Errorf("Resume on b = %v, %v; want a's pause lifted", was, err)
+	}
+	if left, err := a.Paused(ctx, "prefix:+1555"); left != 0 || err != nil {
+		t.Errorf("Paused on a after b resumed = %v, %v; want 0", left, err)
+	}
+}
+
+// TestGuardKeys checks the key layout of the package comment: the tally and the pause live under the
+// prefix, in the key's hash tag, and expire by themselves.
+func TestGuardKeys(t *testing.T) {
+	tests := []struct {
+		name   string
+		opts   []redis.Option
+		prefix string
+	}{
+		{"DefaultPrefix", nil, "ivr:"},
+		{"OtherPrefix", []redis.Option{redis.WithKeyPrefix("other:")}, "other:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fresh(t)
+			l := redis.NewCounters(c, tc.opts...)
+			ctx := context.Background()
+			if _, err := l.Tally(ctx, "prefix:+1555", time.Minute, true); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Pause(ctx, "prefix:+1555", 90*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			tally := tc.prefix + "tally:{prefix:+1555}"
+			if n, err := c.ZCard(ctx, tally).Result(); n != 1 || err != nil {
+				t.Errorf("ZCARD %s = %d, %v; want 1", tally, n, err)
+			}
+			if ttl, err := c.PTTL(ctx, tally).Result(); ttl <= 0 || ttl > time.Minute+time.Millisecond || err != nil {
+				t.Errorf("PTTL %s = %v, %v; want within (0, 1m]", tally, ttl, err)
+			}
+			pause := tc.prefix + "pause:{prefix:+1555}"
+			if ttl, err := c.PTTL(ctx, pause).Result(); ttl <= 89*time.Second || ttl > 90*time.Second || err != nil {
+				t.Errorf("PTTL %s = %v, %v; want about 90s", pause, ttl, err)
+			}
+		})
+	}
+}
+
+// TestTallyWindowSlides lets a short window pass on Redis's clock: the events leave the tally, counting
+// only keeps them out, and a new event counts alone.
+func TestTallyWindowSlides(t *testing.T) {
+	l := redis.NewCounters(fresh(t))
+	ctx := context.Background()
+	const window = 200 * time.Millisecond
+	for i := range 3 {
+		if n, err := l.Tally(ctx, "prefix:+1555", window, true); n != i+1 || err != nil {
+			t.Fatalf("add %d = %d, %v; want %d", i, n, err, i+1)
+		}
+	}
+	// The window runs on Redis's clock, so poll until it is empty; the deadline only turns a hang into
+	// a failure.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := l.Tally(ctx, "prefix:+1555", window, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if n > 3 {
+			t.Fatalf("counting only reported %d events, want at most 3", n)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events of a %v window still counted after 5s", n, window)
+		}
+		time.Sleep(10 * time.Millisecond) // the poll's pace
+	}
+	if n, err := l.Tally(ctx, "prefix:+1555", window, true); n != 1 || err != nil {
+		t.Errorf("add after the window = %d, %v; want 1", n, err)
+	}
+}
+
+// TestPauseExpires lets a short pause run out on Redis's clock: Paused reaches 0, Resume then finds
+// nothing to lift, and the key can be paused newly again.
+func TestPauseExpires(t *testing.T) {
+	l := redis.NewCounters(fresh(t))
+	ctx := context.Background()
+	const d = 100 * time.Millisecond
+	if newly, err := l.Pause(ctx, "prefix:+1555", d); !newly || err != nil {
+		t.Fatalf("Pause = %v, %v", newly, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left, err := l.Paused(ctx, "prefix:+1555")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+		if left > d {
+			t.Fatalf("Paused = %v, want at most %v", left, d)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a %v pause still had %v left after 5s", d, left)
+		}
+		time.Sleep(10 * time.Millisecond) // the poll's pace
+	}
+	if was, err := l.Resume(ctx, "prefix:+1555"); was || err != nil {
+		t.Errorf("Resume of an ended pause = %v, %v; want false", was, err)
+	}
+	if newly, err := l.Pause(ctx, "prefix:+1555", time.Minute); !newly || err != nil {
+		t.Errorf("Pause after the end = %v, %v; want newly", newly, err)
 	}
 }

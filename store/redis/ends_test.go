@@ -23,27 +23,30 @@ func TestSignalsReachEveryNode(t *testing.T) {
 	defer cancel()
 	type msg struct{ id, status string }
 	got := []chan msg{make(chan msg, 4), make(chan msg, 4)}
-	ready := make(chan struct{}, 2)
+	ready := make(chan int, 64)
 	for i := range got {
 		s := redis.NewSignals(srv.Client(t))
 		go func() {
 			_ = s.Subscribe(ctx, func(id, status string) {
 				if id == "VEready" {
-					ready <- struct{}{}
+					select {
+					case ready <- i:
+					default:
+					}
 					return
 				}
 				got[i] <- msg{id, status}
 			})
 		}()
 	}
-	// Subscriptions are confirmed inside Subscribe; publish a marker until both nodes have seen one.
-	for seen := 0; seen < 2; {
+	// Subscriptions are confirmed inside Subscribe; publish a marker until each node has seen one.
+	for seen := map[int]bool{}; len(seen) < 2; {
 		if err := pub.Publish(ctx, "VEready", "pending"); err != nil {
 			t.Fatal(err)
 		}
 		select {
-		case <-ready:
-			seen++
+		case i := <-ready:
+			seen[i] = true
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			t.Fatal("subscribers never ready")

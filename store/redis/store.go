@@ -1,8 +1,9 @@
 // Package redis is the otp.Store that several nodes share: verifications and idempotency records in
 // Redis, reached through go-redis's UniversalClient, so that one server, Sentinel or Cluster is only a
 // matter of configuration ([ParseURL]). It also holds the counters every node must agree on
-// ([Counters]): one live call per destination number, sends per number per window, and calls-per-second
-// budgets (the rate limiter of the durable call queue and of the trunks).
+// ([Counters]): one live call per destination number, sends per number per window, calls-per-second
+// budgets (the rate limiter of the durable call queue and of the trunks), and tallies of events and
+// pauses by key.
 //
 // It owns the key layout, the stored encodings, the Lua scripts and the URL forms. It does not own any
 // rule about verifications (package otp decides what a write means; this package only makes it
@@ -23,6 +24,9 @@
 //	ivr:count:{key}       Counters: sorted set of the event times of a sliding-window limit (key: number:+1555…,
 //	                      api_key:…, country:US, prefix:+155512, global:hour, …)
 //	ivr:rate:{key}        Counters: theoretical arrival time of a calls-per-second budget (GCRA)
+//	ivr:tally:{key}       Counters: sorted set of the event times of a tally (Tally), expiring a window
+//	                      after the last event
+//	ivr:pause:{key}       Counters: "1" while key is paused (Pause), expiring when the pause ends
 //
 // # Atomicity
 //
