@@ -40,7 +40,7 @@ type Verifications interface {
 	Check(ctx context.Context, id, code string) (*otp.Verification, error)
 	Cancel(ctx context.Context, id string) (*otp.Verification, error)
 	// Resume lifts the conversion guard's pause of a number range or country.
-	Resume(ctx context.Context, r string) (wasPaused bool, err error)
+	Resume(ctx context.Context, r, apiKeyID string) (wasPaused bool, err error)
 	// CheckCallback reports whether webhooks can be delivered to a callback URL.
 	CheckCallback(rawURL string) error
 }
@@ -200,7 +200,7 @@ func (s *Server) listTrunks(w http.ResponseWriter, r *http.Request) {
 // guard early. {range} is a number range ("+155512", or %2B155512) or a country ("US").
 func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
 	rng := r.PathValue("range")
-	was, err := s.v.Resume(r.Context(), rng)
+	was, err := s.v.Resume(r.Context(), rng, apiKeyID(r.Context()))
 	switch {
 	case errors.Is(err, calls.ErrInvalidRange):
 		writeError(w, http.StatusBadRequest, "invalid_range", "the range is '+' and digits (+155512) or a two-letter country code")

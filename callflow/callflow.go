@@ -76,6 +76,7 @@ type Runner struct {
 	now     func() time.Time
 	digit   func() byte
 	mux     *media.Mux // dense media mode; nil gives each call a socket of its own
+	logNum  func(string) string
 }
 
 // Option configures a Runner.
@@ -84,6 +85,10 @@ type Option func(*Runner)
 // WithLogger sets the logger; the default discards. Logs carry call_id,
 // number, outcome and sip_status, never the code.
 func WithLogger(l *slog.Logger) Option { return func(r *Runner) { r.log = l } }
+
+// WithLogNumber sets how a callee's number appears in log lines, e.g. masked (policy.MaskNumber); the
+// default writes it as it is.
+func WithLogNumber(f func(string) string) Option { return func(r *Runner) { r.logNum = f } }
 
 // WithMux puts the RTP of every call on a shared lane of m, the dense media mode ([media.Mux]), instead
 // of a socket and two goroutines per call. m must be bound to the Runner's media IP; the Runner never
@@ -123,6 +128,7 @@ func newRunner(d dialer, catalog *prompts.Catalog, cfg Config, mediaIP netip.Add
 		log:     slog.New(slog.DiscardHandler),
 		now:     time.Now,
 		digit:   randomDigit,
+		logNum:  func(n string) string { return n },
 	}
 	r.phrases = map[prompts.Encoding]*phrases{}
 	for _, enc := range []prompts.Encoding{prompts.ULaw, prompts.ALaw} {
@@ -194,7 +200,7 @@ func (r *Runner) Run(ctx context.Context, req Request, onEvent func(Event)) *Res
 	c.res.EndedAt = r.now()
 	r.log.LogAttrs(ctx, slog.LevelInfo, "call ended",
 		slog.String("call_id", c.res.CallID),
-		slog.String("to", req.Number),
+		slog.String("to", r.logNum(req.Number)),
 		slog.String("outcome", string(c.res.Outcome)),
 		slog.Int("sip_status", c.res.SIPStatus),
 		slog.String("hangup_by", c.res.HangupBy),

@@ -421,7 +421,7 @@ func (c *Calls) recordEnd(ctx context.Context, v *otp.Verification) {
 // Resume lifts the conversion guard's pause of a number range ("+155512") or a country ("US") before its
 // time; wasPaused reports whether it was paused (a range that is not paused is not an error). A
 // malformed range is an error wrapping ErrInvalidRange.
-func (c *Calls) Resume(ctx context.Context, r string) (wasPaused bool, err error) {
+func (c *Calls) Resume(ctx context.Context, r, apiKeyID string) (wasPaused bool, err error) {
 	if c.policy == nil || c.guard == nil {
 		return false, nil
 	}
@@ -434,7 +434,7 @@ func (c *Calls) Resume(ctx context.Context, r string) (wasPaused bool, err error
 	}
 	if was {
 		c.m.resumes.Inc()
-		c.log.Warn("number range resumed by the operator", slog.String("range", r))
+		c.log.Warn("number range resumed by the operator", slog.String("range", r), slog.String("api_key_id", apiKeyID))
 	}
 	return was, nil
 }

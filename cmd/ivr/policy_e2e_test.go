@@ -109,6 +109,9 @@ func TestE2EPolicyRefusesHighCostNumbers(t *testing.T) {
 	if strings.Contains(logs.String(), classes[0].number(7)) {
 		t.Error("a refused number appears in clear in the log")
 	}
+	if strings.Contains(logs.String(), valid[3]) || !strings.Contains(logs.String(), "+1201***0103") {
+		t.Error("a dialled number is not masked in the log (log.mask_numbers is on by default)")
+	}
 }
 
 // A caller ID the operator owns reaches the callee's From (SIPp fails its scenario otherwise);

@@ -228,6 +228,9 @@ func (a *app) buildCaller(set settings) error {
 		ccfg.MediaIP = a.ua.LocalAddr().Addr()
 	}
 	ropts := []callflow.Option{callflow.WithLogger(a.log)}
+	if cfg.Log.MaskNumbers {
+		ropts = append(ropts, callflow.WithLogNumber(policy.MaskNumber))
+	}
 	if set.dense {
 		if a.mux, err = media.NewMux(media.MuxConfig{IP: ccfg.MediaIP, Ports: ccfg.Ports, Lanes: cfg.Media.Lanes}); err != nil {
 			return fmt.Errorf("media: %w", err)
