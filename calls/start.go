@@ -346,17 +346,7 @@ func (c *Calls) checkPaused(ctx context.Context, d policy.Destination, req Start
 	if c.policy == nil || c.guard == nil {
 		return nil
 	}
-	err := c.policy.CheckPaused(ctx, c.guard, d)
-	var r *Refusal
-	switch {
-	case errors.As(err, &r):
-		c.refused(req, d, err)
-		return err
-	case err != nil:
-		c.log.Error("start refused: the guard's pauses unavailable", slog.String("error", err.Error()))
-		return &RetryError{Err: ErrUnavailable, After: unavailableRetryAfter, Cause: err}
-	}
-	return nil
+	return c.policyVerdict(req, d, "the guard's pauses", c.policy.CheckPaused(ctx, c.guard, d))
 }
 
 // countStart counts the start against the policy's velocity limits.
@@ -364,14 +354,20 @@ func (c *Calls) countStart(ctx context.Context, d policy.Destination, req StartR
 	if c.policy == nil || c.slots == nil {
 		return nil
 	}
-	err := c.policy.CountStart(ctx, c.slots, d, req.APIKeyID)
+	return c.policyVerdict(req, d, "the limits", c.policy.CountStart(ctx, c.slots, d, req.APIKeyID))
+}
+
+// policyVerdict turns the error of a policy decision that reads shared state into Start's: a refusal
+// is audited and returned; any other error means what could not be read (what) refuses the start
+// with ErrUnavailable, as a limit is never assumed free.
+func (c *Calls) policyVerdict(req StartRequest, d policy.Destination, what string, err error) error {
 	var r *Refusal
 	switch {
 	case errors.As(err, &r):
 		c.refused(req, d, err)
 		return err
 	case err != nil:
-		c.log.Error("start refused: limits unavailable", slog.String("error", err.Error()))
+		c.log.Error("start refused: "+what+" unavailable", slog.String("error", err.Error()))
 		return &RetryError{Err: ErrUnavailable, After: unavailableRetryAfter, Cause: err}
 	}
 	return nil
