@@ -156,10 +156,12 @@ func NewUA(cfg Config) (*UA, error) {
 	}
 	ua := newUA(cfg, log, conn, ap, host)
 	if err := ua.startSipgo(host, ap); err != nil {
+		ua.bgCancel()
 		conn.Close()
 		return nil, err
 	}
 	if err := ua.openStreams(cfg); err != nil {
+		ua.bgCancel()
 		ua.sua.Close()
 		conn.Close()
 		return nil, err
