@@ -137,7 +137,7 @@ func (c *Calls) expire(id string) bool {
 		var err error
 		if took, err = c.expiries.Take(ctx, id); err != nil {
 			c.log.Warn("expiry not taken", slog.String("verification_id", id), slog.String("error", err.Error()))
-			c.live.stopIfEnded(ctx, c, id)
+			c.stopIfEnded(ctx, id)
 			return false
 		}
 	}
@@ -168,14 +168,16 @@ func (c *Calls) expire(id string) bool {
 	return true
 }
 
-// stopIfEnded stops the live calls of verification id if the store says it ended.
-func (l *liveCalls) stopIfEnded(ctx context.Context, c *Calls, id string) {
-	if !l.has(id) {
-		return
+// stopIfEnded stops this node's live calls of verification id if the store says it ended, and returns
+// how many it stopped.
+func (c *Calls) stopIfEnded(ctx context.Context, id string) int {
+	if !c.live.has(id) {
+		return 0
 	}
 	if v, err := c.svc.Get(ctx, id); err == nil && v.Status != otp.StatusPending {
-		l.stop(id, stopCause(v.Status))
+		return c.live.stop(id, stopCause(v.Status))
 	}
+	return 0
 }
 
 // sweepBatch bounds the ids one sweep takes from Expiries.
@@ -186,14 +188,7 @@ func (c *Calls) sweepExpiries(ctx context.Context) {
 	if c.expiries == nil {
 		return
 	}
-	t := time.NewTicker(c.cfg.ExpiryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, c.cfg.ExpiryInterval, func() {
 		// A full batch is followed by another at once, unless the index failed: then the next tick.
 		for full := true; full && ctx.Err() == nil; {
 			ids, err := c.expiries.Due(ctx, c.now(), sweepBatch)
@@ -210,6 +205,20 @@ func (c *Calls) sweepExpiries(ctx context.Context) {
 				}
 			}
 		}
+	})
+}
+
+// every runs f every d until ctx is done.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
 	}
 }
 
@@ -219,26 +228,15 @@ func (c *Calls) watchLive(ctx context.Context) {
 	if c.cfg.WatchInterval < 0 {
 		return
 	}
-	t := time.NewTicker(c.cfg.WatchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, c.cfg.WatchInterval, func() {
 		for _, id := range c.live.ids() {
 			rctx, cancel := context.WithTimeout(ctx, storeTimeout)
-			v, err := c.svc.Get(rctx, id)
-			cancel()
-			if err == nil && v.Status != otp.StatusPending {
-				if n := c.live.stop(id, stopCause(v.Status)); n > 0 {
-					c.log.Info("live call stopped by the watch", slog.String("verification_id", id),
-						slog.String("status", string(v.Status)))
-				}
+			if n := c.stopIfEnded(rctx, id); n > 0 {
+				c.log.Info("live call stopped by the watch", slog.String("verification_id", id))
 			}
+			cancel()
 		}
-	}
+	})
 }
 
 // subscribe stops this node's live calls of the verifications that other nodes end, until ctx is done.

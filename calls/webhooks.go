@@ -1,7 +1,7 @@
 package calls
 
 import (
-	"encoding/json"
+	"context"
 	"log/slog"
 
 	"github.com/voiceotp/voiceotp/callflow"
@@ -20,31 +20,28 @@ func callData(j dispatch.Job, e callflow.Event) map[string]any {
 
 // webhook queues an event for the verification's callback URL, if any.
 func (c *Calls) webhook(v *otp.Verification, typ string, data any) {
-	if c.hooks == nil || v == nil || v.CallbackURL == "" {
-		return
-	}
-	b, err := json.Marshal(data)
-	if err != nil {
-		return
-	}
-	ev := webhook.Event{ID: webhook.NewEventID(), Type: typ, CreatedAt: c.now().UTC(), Data: b}
-	if err := c.hooks.Send(v.CallbackURL, ev); err != nil {
-		c.log.Warn("webhook not queued", slog.String("verification_id", v.ID), slog.String("type", typ),
-			slog.String("error", err.Error()))
+	if v != nil {
+		c.send(v.CallbackURL, typ, data, slog.String("verification_id", v.ID))
 	}
 }
 
 // operatorWebhook sends an event about the deployment (not a verification) to Config.GuardWebhookURL.
 func (c *Calls) operatorWebhook(typ string, data any) {
-	if c.hooks == nil || c.cfg.GuardWebhookURL == "" {
+	c.send(c.cfg.GuardWebhookURL, typ, data)
+}
+
+// send queues an event of type typ for url, if there is a sender and a url; attrs name it in the log
+// line of a failure.
+func (c *Calls) send(url, typ string, data any, attrs ...slog.Attr) {
+	if c.hooks == nil || url == "" {
 		return
 	}
-	b, err := json.Marshal(data)
+	ev, err := webhook.NewEvent(typ, data, c.now().UTC())
+	if err == nil {
+		err = c.hooks.Send(url, ev)
+	}
 	if err != nil {
-		return
-	}
-	ev := webhook.Event{ID: webhook.NewEventID(), Type: typ, CreatedAt: c.now().UTC(), Data: b}
-	if err := c.hooks.Send(c.cfg.GuardWebhookURL, ev); err != nil {
-		c.log.Warn("webhook not queued", slog.String("type", typ), slog.String("error", err.Error()))
+		attrs = append(attrs, slog.String("type", typ), slog.String("error", err.Error()))
+		c.log.LogAttrs(context.Background(), slog.LevelWarn, "webhook not queued", attrs...)
 	}
 }
