@@ -7,7 +7,6 @@
 package sipptest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -83,7 +81,7 @@ type Peer struct {
 	Dir string
 
 	timeout time.Duration
-	out     syncBuffer
+	out     bytes.Buffer // SIPp's output; read only once done is closed (exec has finished copying)
 	done    chan struct{}
 	err     error // set before done is closed
 }
@@ -173,21 +171,25 @@ func (p *Peer) Wait(t *testing.T) {
 	}
 }
 
-// Received returns when SIPp received the first request of method, from its message trace (Start
-// with TraceMessages), whose entries begin "-----… 2026-12-06 15:51:08.314953" in local time. Call it
-// after Wait.
-func (p *Peer) Received(t *testing.T, method string) time.Time {
+// request is one request SIPp received, from its message trace.
+type request struct {
+	at     time.Time
+	method string
+	user   string // the Request-URI's user part
+}
+
+// received reads SIPp's message trace (Start with TraceMessages), whose entries begin
+// "-----… 2026-12-06 15:51:08.314953" in local time, then say whether the message was received or sent.
+func (p *Peer) received(t *testing.T) ([]request, string) {
 	t.Helper()
-	path := filepath.Join(p.Dir, "messages.log")
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(filepath.Join(p.Dir, "messages.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
+	var out []request
 	var at time.Time
-	var incoming bool
-	for sc.Scan() {
-		line := sc.Text()
+	incoming := false
+	for _, line := range strings.Split(string(b), "\n") {
 		switch {
 		case strings.HasPrefix(line, "-----"):
 			if f := strings.Fields(strings.TrimLeft(line, "- ")); len(f) >= 2 {
@@ -197,33 +199,38 @@ func (p *Peer) Received(t *testing.T, method string) time.Time {
 			incoming = true
 		case strings.Contains(line, "message sent"):
 			incoming = false
-		case incoming && strings.HasPrefix(line, method+" sip:"):
-			return at
+		case incoming && strings.Contains(line, " sip:") && strings.HasSuffix(strings.TrimSpace(line), "SIP/2.0"):
+			method, uri, _ := strings.Cut(line, " sip:")
+			user, _, _ := strings.Cut(uri, "@")
+			out = append(out, request{at: at, method: method, user: user})
+			incoming = false
 		}
 	}
-	t.Fatalf("sipp received no %s:\n%s", method, Tail(string(b), 3000))
+	return out, string(b)
+}
+
+// Received returns when SIPp received the first request of method. Call it after Wait.
+func (p *Peer) Received(t *testing.T, method string) time.Time {
+	t.Helper()
+	reqs, trace := p.received(t)
+	for _, r := range reqs {
+		if r.method == method {
+			return r.at
+		}
+	}
+	t.Fatalf("sipp received no %s:\n%s", method, Tail(trace, 3000))
 	return time.Time{}
 }
 
-// Requests returns the Request-URI user part of every request of method SIPp received, in order, from
-// its message trace (Start with TraceMessages). Call it after Wait.
+// Requests returns the Request-URI user part of every request of method SIPp received, in order.
+// Call it after Wait.
 func (p *Peer) Requests(t *testing.T, method string) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(p.Dir, "messages.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	reqs, _ := p.received(t)
 	var users []string
-	incoming := false
-	for _, line := range strings.Split(string(b), "\n") {
-		switch {
-		case strings.Contains(line, "message received"):
-			incoming = true
-		case strings.Contains(line, "message sent"):
-			incoming = false
-		case incoming && strings.HasPrefix(line, method+" sip:"):
-			user, _, _ := strings.Cut(strings.TrimPrefix(line, method+" sip:"), "@")
-			users = append(users, user)
+	for _, r := range reqs {
+		if r.method == method {
+			users = append(users, r.user)
 		}
 	}
 	return users
@@ -235,22 +242,4 @@ func Tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
-}
-
-// syncBuffer is SIPp's output, written by the process's copier and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
