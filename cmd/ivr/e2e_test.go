@@ -10,9 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +22,6 @@ import (
 	"github.com/voiceotp/voiceotp/loadtest"
 	"github.com/voiceotp/voiceotp/otp"
 	"github.com/voiceotp/voiceotp/prompts"
-	"github.com/voiceotp/voiceotp/webhook"
 )
 
 // End-to-end: the whole server (newApp, as `ivr serve` builds it) and a
@@ -208,33 +207,13 @@ func TestDemo(t *testing.T) {
 // the code appears in no server log line.
 func TestE2EApprovedWithWebhooks(t *testing.T) {
 	t.Parallel()
-	secret := []byte("whsec_e2e")
-	var mu sync.Mutex
-	var types []string
-	var bad []string
-	arrived := make(chan struct{}, 1) // a token when a webhook has arrived since the last look
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var ev webhook.Event
-		json.Unmarshal(body, &ev)
-		mu.Lock()
-		defer mu.Unlock()
-		if err := webhook.Verify(secret, r.Header.Get("X-Signature"), body, time.Now(), time.Minute); err != nil {
-			bad = append(bad, ev.Type+": "+err.Error())
-		}
-		types = append(types, ev.Type)
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-	}))
-	defer hook.Close()
+	hooks := newHookRecorder(t)
 	e := startE2E(t, func(c *serveConfig) {
-		c.Webhook.Secret = string(secret)
+		c.Webhook.Secret = string(hookSecret)
 		c.Webhook.AllowHTTP = true
 		c.Webhook.AllowPrivate = true
 	})
-	status, v := e.start(t, map[string]any{"to": "+15551230001", "callback_url": hook.URL + "/hook"})
+	status, v := e.start(t, map[string]any{"to": "+15551230001", "callback_url": hooks.url()})
 	if status != 201 {
 		t.Fatalf("start: %d %v", status, v)
 	}
@@ -257,31 +236,13 @@ func TestE2EApprovedWithWebhooks(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "level=DEBUG") {
 		t.Error("the server logged nothing at debug level: the check above proves nothing")
 	}
-	// Webhooks are delivered asynchronously: wait for the approval event,
-	// looking again each time the receiver gets one.
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for {
-		mu.Lock()
-		got := strings.Join(types, " ")
-		mu.Unlock()
-		if strings.Contains(got, "verification.approved") && strings.Contains(got, "call.completed") {
-			break
-		}
-		select {
-		case <-arrived:
-		case <-deadline.C:
-			t.Fatalf("no verification.approved and call.completed webhooks within 10s; received: %s", got)
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(bad) > 0 {
-		t.Errorf("bad signatures: %v", bad)
-	}
+	// Webhooks are delivered asynchronously: wait for the approval event.
+	hooks.waitFor(t, "verification.approved", "call.completed")
+	hooks.checkSigned(t)
+	got := hooks.received()
 	for _, want := range []string{"verification.created", "call.dialing", "call.answered", "call.gate_passed", "call.code_played", "call.hangup"} {
-		if !strings.Contains(strings.Join(types, " "), want) {
-			t.Errorf("no %s webhook in %v", want, types)
+		if !slices.Contains(got, want) {
+			t.Errorf("no %s webhook in %v", want, got)
 		}
 	}
 }

@@ -60,10 +60,13 @@ func TestE2EConversionGuard(t *testing.T) {
 			// Their verifications expire after 2 s; the fifth unapproved end pauses the range, on every node.
 			for _, n := range nodes {
 				probe := 0
-				waitFor(t, 20*time.Second, "the range to be paused on "+n.name, func() bool {
+				// The expiries signal nothing to the test: this polls with a start.
+				eventually(t, 20*time.Second, "the range to be paused on "+n.name, func() error {
 					probe++ // a new number each time: a number's own limits would answer first
-					status, code := start(n, fmt.Sprintf("+1555129%05d", probe))
-					return status == http.StatusTooManyRequests && code == "prefix_paused"
+					if status, code := start(n, fmt.Sprintf("+1555129%05d", probe)); status != http.StatusTooManyRequests || code != "prefix_paused" {
+						return fmt.Errorf("a start answered %d %s", status, code)
+					}
+					return nil
 				})
 			}
 			if status, code := start(nodes[len(nodes)-1], "+15553400001"); status != http.StatusCreated {

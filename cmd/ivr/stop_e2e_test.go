@@ -3,12 +3,14 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -80,18 +82,34 @@ func runStopCase(t *testing.T, rs *redistest.Server, stage string) {
 	id := v["id"].(string)
 	expiresAt, _ := time.Parse(time.RFC3339Nano, v["expires_at"].(string))
 
+	// The call record and the socket's packets signal nothing: these poll them (eventually).
+	heard := func(n int) func() error {
+		return func() error {
+			if got := phone.count(); got < n {
+				return fmt.Errorf("%d packets heard", got)
+			}
+			return nil
+		}
+	}
 	switch stage {
 	case "ringing":
-		waitFor(t, 10*time.Second, "the call to ring", func() bool {
-			_, v := nodes[0].get(t, id)
-			return len(v.Calls) > 0 && v.Calls[0].Status == otp.CallRinging
+		eventually(t, 10*time.Second, "the call to ring", func() error {
+			if _, v := nodes[0].get(t, id); len(v.Calls) == 0 || v.Calls[0].Status != otp.CallRinging {
+				return fmt.Errorf("calls %v", v.Calls)
+			}
+			return nil
 		})
 	case "challenge":
-		waitFor(t, 10*time.Second, "the challenge to play", func() bool { return phone.count() >= 10 })
+		eventually(t, 10*time.Second, "the challenge to play", heard(10))
 	case "code":
-		waitFor(t, 10*time.Second, "the challenge to play", func() bool { return phone.count() >= 5 })
+		eventually(t, 10*time.Second, "the challenge to play", heard(5))
 		phone.press(t, stopChallenge)
-		waitFor(t, 15*time.Second, "the code to be read", func() bool { return phone.codeFrames(time.Time{}) > 0 })
+		eventually(t, 15*time.Second, "the code to be read", func() error {
+			if phone.codeFrames(time.Time{}) == 0 {
+				return fmt.Errorf("%d packets heard, none of the code", phone.count())
+			}
+			return nil
+		})
 	}
 
 	stoppedAt := expiresAt
@@ -160,8 +178,7 @@ func runStopCase(t *testing.T, rs *redistest.Server, stage string) {
 			t.Errorf("status %s, want expired", v.Status)
 		}
 	}
-	hooks.waitFor(t, final)
-	hooks.waitFor(t, "call.completed")
+	hooks.waitFor(t, final, "call.completed")
 	hooks.checkSigned(t)
 
 	// The number's slot is free at once: a new start is accepted (and canceled, so it ends here).
@@ -228,18 +245,6 @@ func nextRedisDB() int {
 	defer redisDBMu.Unlock()
 	redisDB = redisDB%15 + 1
 	return redisDB
-}
-
-// waitFor polls cond every 20 ms until it holds, failing the test after within.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polls the condition, bounded by the deadline
-	}
 }
 
 // startSIPpCallee runs SIPp as the callee for one call, tracing every message it receives with the
@@ -382,9 +387,10 @@ func codeOnlyFrames(t *testing.T, code string, challenge byte) map[string]bool {
 
 var hookSecret = []byte("whsec_stop_e2e")
 
-// hookRecorder is a webhook receiver that checks every signature.
+// hookRecorder is a webhook receiver that checks every signature and wakes its waiters on each event.
 type hookRecorder struct {
-	srv *httptest.Server
+	srv     *httptest.Server
+	arrived chan struct{} // a token when an event has arrived since the last look
 
 	mu    sync.Mutex // guards types and bad
 	types []string
@@ -393,7 +399,7 @@ type hookRecorder struct {
 
 func newHookRecorder(t *testing.T) *hookRecorder {
 	t.Helper()
-	h := &hookRecorder{}
+	h := &hookRecorder{arrived: make(chan struct{}, 1)}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		var ev webhook.Event
@@ -404,6 +410,10 @@ func newHookRecorder(t *testing.T) *hookRecorder {
 			h.bad = append(h.bad, ev.Type+": "+err.Error())
 		}
 		h.types = append(h.types, ev.Type)
+		select {
+		case h.arrived <- struct{}{}:
+		default:
+		}
 	}))
 	t.Cleanup(h.srv.Close)
 	return h
@@ -411,18 +421,30 @@ func newHookRecorder(t *testing.T) *hookRecorder {
 
 func (h *hookRecorder) url() string { return h.srv.URL + "/hook" }
 
-func (h *hookRecorder) waitFor(t *testing.T, typ string) {
+// received returns the types of the events received so far, in order.
+func (h *hookRecorder) received() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.types)
+}
+
+// waitFor waits until events of every type in types have arrived, looking again at each arrival, for
+// at most 10 s.
+func (h *hookRecorder) waitFor(t *testing.T, types ...string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "the "+typ+" webhook", func() bool {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		for _, x := range h.types {
-			if x == typ {
-				return true
-			}
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		got := h.received()
+		if !slices.ContainsFunc(types, func(typ string) bool { return !slices.Contains(got, typ) }) {
+			return
 		}
-		return false
-	})
+		select {
+		case <-h.arrived:
+		case <-deadline.C:
+			t.Fatalf("no %v webhooks within 10s; received: %v", types, got)
+		}
+	}
 }
 
 func (h *hookRecorder) checkSigned(t *testing.T) {
